@@ -1,0 +1,19 @@
+//! Capabilities: the payload ends with every set empty (effective,
+//! permitted, inheritable, ambient and the bounding set).
+
+use caps::CapSet;
+
+/// Drop every capability of the calling thread, the bounding set first
+/// (which needs CAP_SETPCAP, so it goes while we still hold it).
+pub(crate) fn drop_all() -> Result<(), String> {
+    caps::clear(None, CapSet::Bounding).map_err(|e| format!("clearing the bounding set: {e}"))?;
+    caps::clear(None, CapSet::Ambient)
+        .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
+    caps::clear(None, CapSet::Inheritable)
+        .map_err(|e| format!("clearing inheritable capabilities: {e}"))?;
+    caps::clear(None, CapSet::Effective)
+        .map_err(|e| format!("clearing effective capabilities: {e}"))?;
+    caps::clear(None, CapSet::Permitted)
+        .map_err(|e| format!("clearing permitted capabilities: {e}"))?;
+    Ok(())
+}

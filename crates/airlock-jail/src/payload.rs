@@ -1,0 +1,100 @@
+//! The contain pipeline for the payload: one ordered list of steps, run in
+//! the forked child of init, after which it execs the command.
+//!
+//! Order matters and each step says why it sits where it does.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use crate::init::c_strings;
+use crate::proto::{InitConfig, Report};
+use crate::sys;
+
+fn fail(message: String) -> ! {
+    let bytes = serde_json::to_vec(&Report::SetupError { message }).expect("serializes");
+    sys::write_all_raw(3, &bytes);
+    sys::exit_now(125);
+}
+
+/// Contain the calling process and exec the command. Never returns.
+pub(crate) fn run(cfg: &InitConfig, exe: Option<&Path>) -> ! {
+    let spec = &cfg.spec;
+
+    // 1. Unblock the signals init handles synchronously: the mask survives exec.
+    // SAFETY: an empty set with SIG_SETMASK only rewrites this thread's mask.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+
+    // 2. A new session: no controlling terminal, so TIOCSTI has no target
+    //    even before seccomp denies it (CVE-2017-5226).
+    if let Err(e) = rustix::process::setsid() {
+        fail(format!("setsid: {e}"));
+    }
+
+    // 3. rlimits, while we still may set hard limits freely.
+    if let Err(e) = crate::rlimit::apply(&spec.rlimits) {
+        fail(e);
+    }
+
+    // 4. Start in the workspace.
+    if let Err(e) = std::env::set_current_dir(&spec.workspace_path) {
+        fail(format!("chdir {}: {e}", spec.workspace_path.display()));
+    }
+
+    // 5. no_new_privs: required by Landlock and seccomp without
+    //    CAP_SYS_ADMIN, and it makes setuid binaries inert.
+    if let Err(e) = sys::set_no_new_privs() {
+        fail(e.to_string());
+    }
+
+    // 6. Landlock mirrors the mounts (needs paths, so after pivot_root).
+    let landlock = match crate::landlock::restrict(spec, spec.landlock) {
+        Ok(r) => r,
+        Err(e) => fail(e.to_string()),
+    };
+
+    // 7. Capabilities: bounding set while CAP_SETPCAP is still held, then the rest.
+    if let Err(e) = crate::caps::drop_all() {
+        fail(e);
+    }
+
+    // 8. Strings for execve.
+    let Some(exe) = exe else {
+        let bytes = serde_json::to_vec(&Report::ExecError {
+            errno: libc::ENOENT,
+            path: spec.argv[0].clone(),
+        })
+        .expect("serializes");
+        sys::write_all_raw(3, &bytes);
+        sys::exit_now(127);
+    };
+    let path = CString::new(exe.as_os_str().as_encoded_bytes()).expect("validated: no NUL");
+    let argv = c_strings(spec.argv.iter().cloned());
+    let envp = c_strings(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    let ready = serde_json::to_vec(&Report::Ready { landlock }).expect("serializes");
+
+    // 9. seccomp last: from here on the syscall surface is the sandbox's.
+    if let Err(e) = cfg.seccomp.install() {
+        fail(format!("installing seccomp filter: {e}"));
+    }
+
+    // 10. Tell the supervisor we are about to exec (fd 3 is close-on-exec).
+    // SAFETY: integer-only fcntl on our own control fd.
+    unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
+    sys::write_all_raw(3, &ready);
+    let errno = sys::execve_raw(&path, &argv_p, &envp_p);
+    let msg = serde_json::to_vec(&Report::ExecError {
+        errno,
+        path: exe.display().to_string(),
+    })
+    .expect("serializes");
+    sys::write_all_raw(3, &msg);
+    sys::exit_now(if errno == libc::ENOENT { 127 } else { 126 });
+}

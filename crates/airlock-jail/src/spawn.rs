@@ -1,0 +1,694 @@
+//! The supervisor side: validate, create the cgroup, clone into new
+//! namespaces, map ids, hand over the config, then stream output, enforce
+//! the timeout and output cap, forward signals, and collect the result.
+//!
+//! The cloned child runs only async-signal-safe code (raw syscalls on data
+//! prepared before the clone) and re-executes the airlock binary as the
+//! sandbox's init, so spawning is safe from a multi-threaded supervisor.
+
+use std::ffi::{CStr, CString};
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+
+use crate::cgroup::{self, Cgroup};
+use crate::error::{JailError, SpawnError, SpecError};
+use crate::landlock::LandlockReport;
+use crate::proto::{step, InitConfig, Report, GO, INIT_ARG, PRE_EXEC_TAG};
+use crate::report::{CgroupReport, ExitReason, LimitHit, RunReport, StreamStats};
+use crate::spec::{JailSpec, WorkspaceSource};
+use crate::sys::{self, CloneArgs, Forked};
+
+/// Where the payload's output goes while it runs.
+pub trait OutputSink {
+    /// A chunk of the payload's stdout (within the cap).
+    fn stdout(&mut self, data: &[u8]);
+    /// A chunk of the payload's stderr (within the cap).
+    fn stderr(&mut self, data: &[u8]);
+}
+
+/// Collects output in memory (up to the spec's cap), for tests and callers
+/// that want the bytes.
+#[derive(Debug, Default)]
+pub struct Collect {
+    /// Captured stdout.
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl OutputSink for Collect {
+    fn stdout(&mut self, data: &[u8]) {
+        self.stdout.extend_from_slice(data);
+    }
+    fn stderr(&mut self, data: &[u8]) {
+        self.stderr.extend_from_slice(data);
+    }
+}
+
+/// What the payload's stdin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdinMode {
+    /// The supervisor's stdin, unless it is a terminal (then /dev/null: a
+    /// sandbox never gets the caller's terminal).
+    InheritUnlessTty,
+    /// /dev/null.
+    Null,
+}
+
+/// Supervisor options that are not part of the sandbox's policy.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// stdin handling.
+    pub stdin: StdinMode,
+    /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT received by the supervisor to
+    /// the payload (blocks them in the calling thread while the run lasts).
+    pub forward_signals: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            stdin: StdinMode::Null,
+            forward_signals: false,
+        }
+    }
+}
+
+/// Host-side base uid for sandboxes started by root (an unused high range).
+pub const ROOT_MODE_UID_BASE: u32 = 2_000_000_000;
+
+struct IdMap {
+    host_uid: u32,
+    host_gid: u32,
+    privileged: bool,
+}
+
+fn choose_ids(spec: &JailSpec) -> Result<IdMap, SpecError> {
+    let euid = rustix::process::geteuid().as_raw();
+    let egid = rustix::process::getegid().as_raw();
+    if euid != 0 {
+        return Ok(IdMap {
+            host_uid: euid,
+            host_gid: egid,
+            privileged: false,
+        });
+    }
+    if let WorkspaceSource::HostDir(dir) = &spec.workspace {
+        let m = fs::metadata(dir).map_err(|e| SpecError::Workspace {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        if m.uid() == 0 {
+            return Err(SpecError::Workspace {
+                path: dir.clone(),
+                reason: "is owned by root; airlock never runs a sandbox as host root, so it \
+                         would not be writable: chown it to the user whose files these are"
+                    .into(),
+            });
+        }
+        return Ok(IdMap {
+            host_uid: m.uid(),
+            host_gid: m.gid(),
+            privileged: true,
+        });
+    }
+    let off = std::process::id() % 65_536;
+    Ok(IdMap {
+        host_uid: ROOT_MODE_UID_BASE + off,
+        host_gid: ROOT_MODE_UID_BASE + off,
+        privileged: true,
+    })
+}
+
+fn check_host_paths(spec: &mut JailSpec) -> Result<(), SpecError> {
+    for b in &spec.ro_binds {
+        if !b.optional && fs::symlink_metadata(&b.path).is_err() {
+            return Err(SpecError::MissingBind {
+                path: b.path.clone(),
+            });
+        }
+    }
+    if let WorkspaceSource::HostDir(dir) = &mut spec.workspace {
+        let canon = fs::canonicalize(&*dir).map_err(|e| SpecError::Workspace {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        if !canon.is_dir() {
+            return Err(SpecError::Workspace {
+                path: dir.clone(),
+                reason: "is not a directory".into(),
+            });
+        }
+        *dir = canon;
+    }
+    Ok(())
+}
+
+fn id_map_err(file: &'static str) -> impl FnOnce(std::io::Error) -> SpawnError {
+    move |source| SpawnError::IdMap { file, source }
+}
+
+fn write_maps(pid: i32, spec: &JailSpec, ids: &IdMap) -> Result<(), SpawnError> {
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    if !ids.privileged {
+        fs::write(base.join("setgroups"), "deny").map_err(id_map_err("setgroups"))?;
+    }
+    fs::write(
+        base.join("gid_map"),
+        format!("{} {} 1\n", spec.gid, ids.host_gid),
+    )
+    .map_err(id_map_err("gid_map"))?;
+    fs::write(
+        base.join("uid_map"),
+        format!("{} {} 1\n", spec.uid, ids.host_uid),
+    )
+    .map_err(id_map_err("uid_map"))?;
+    Ok(())
+}
+
+/// Everything the cloned child touches, prepared before the clone.
+struct PreExec<'a> {
+    ctl: RawFd,
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    privileged: bool,
+    uid: u32,
+    gid: u32,
+    last_cap: u32,
+    exe: &'a CStr,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+}
+
+fn pre_exec_fail(ctl: RawFd, st: u8, errno: i32) -> ! {
+    let e = errno.to_le_bytes();
+    sys::write_all_raw(ctl, &[PRE_EXEC_TAG, st, e[0], e[1], e[2], e[3]]);
+    sys::exit_now(125);
+}
+
+/// The cloned child, up to the exec of the airlock init. Async-signal-safe:
+/// raw syscalls on prepared data, no allocation, no locks.
+fn child_after_clone(p: &PreExec<'_>) -> ! {
+    // Wait until the parent has written our id maps and placed our cgroup.
+    let mut b = [0u8; 1];
+    match sys::read_raw(p.ctl, &mut b) {
+        Ok(1) if b[0] == GO => {}
+        _ => sys::exit_now(125),
+    }
+    if p.privileged {
+        if let Err(e) = sys::clear_groups_raw() {
+            pre_exec_fail(p.ctl, step::SETGROUPS, e);
+        }
+    }
+    if let Err((_, e)) = sys::set_ids_raw(p.uid, p.gid) {
+        pre_exec_fail(p.ctl, step::SETID, e);
+    }
+    // Keep every capability of our new user namespace across the exec, as
+    // ambient capabilities (our uid is not 0 inside).
+    let all: u64 = if p.last_cap >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (p.last_cap + 1)) - 1
+    };
+    if !sys::capset_raw(all, all, all) {
+        pre_exec_fail(p.ctl, step::CAPS, sys::errno());
+    }
+    for cap in 0..=p.last_cap {
+        if !sys::ambient_raise_raw(cap) {
+            pre_exec_fail(p.ctl, step::CAPS, sys::errno());
+        }
+    }
+    // Credential changes reset the parent-death signal: arm it last.
+    if sys::set_parent_death_signal(libc::SIGKILL).is_err() {
+        pre_exec_fail(p.ctl, step::PDEATHSIG, sys::errno());
+    }
+    // SAFETY: an empty set with SIG_SETMASK only rewrites this thread's mask.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+            pre_exec_fail(p.ctl, step::SIGMASK, sys::errno());
+        }
+    }
+    // fds: 0-2 the payload's stdio, 3 the control socket, nothing else.
+    // Sources are all >= 3 (the supervisor keeps 0-2 open), so no dup2
+    // clobbers a source still needed.
+    if !(sys::dup2_raw(p.stdin, 0)
+        && sys::dup2_raw(p.stdout, 1)
+        && sys::dup2_raw(p.stderr, 2)
+        && sys::dup2_raw(p.ctl, 3))
+    {
+        pre_exec_fail(p.ctl, step::FDS, sys::errno());
+    }
+    sys::close_from_raw(4);
+    let errno = sys::execve_raw(p.exe, p.argv, p.envp);
+    pre_exec_fail(3, step::EXEC, errno);
+}
+
+struct Stream {
+    fd: Option<OwnedFd>,
+    stats: StreamStats,
+}
+
+impl Stream {
+    /// Read what is there; forward within the cap, count the rest.
+    fn pump(&mut self, cap: u64, buf: &mut [u8], out: &mut dyn FnMut(&[u8])) {
+        let Some(fd) = &self.fd else { return };
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(0) => self.fd = None,
+            Ok(n) => {
+                let room = cap.saturating_sub(self.stats.bytes) as usize;
+                let keep = n.min(room);
+                if keep > 0 {
+                    out(&buf[..keep]);
+                }
+                self.stats.bytes += keep as u64;
+                self.stats.dropped += (n - keep) as u64;
+            }
+            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+            Err(_) => self.fd = None,
+        }
+    }
+}
+
+struct SignalFd {
+    fd: OwnedFd,
+    old: libc::sigset_t,
+}
+
+const SUPERVISOR_FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+impl SignalFd {
+    fn new() -> Result<SignalFd, sys::SysError> {
+        // SAFETY: sigset_t is plain data initialised by sigemptyset below.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigset_t is plain data; sigprocmask fills it.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is live; the signal numbers are valid.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for &s in SUPERVISOR_FORWARDED {
+                libc::sigaddset(&mut set, s);
+            }
+        }
+        // SAFETY: both sets are live; this changes only the calling thread's mask.
+        if unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) } != 0 {
+            return Err(sys::SysError::last("pthread_sigmask"));
+        }
+        // SAFETY: `set` is initialised; -1 asks for a new fd.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(sys::SysError::last("signalfd"));
+        }
+        // SAFETY: signalfd returned a fresh fd that we now own.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(SignalFd { fd, old })
+    }
+
+    fn next(&self) -> Option<i32> {
+        let mut info = [0u8; 128]; // sizeof(struct signalfd_siginfo)
+        match rustix::io::read(&self.fd, &mut info) {
+            Ok(128) => Some(i32::from_ne_bytes([info[0], info[1], info[2], info[3]])),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for SignalFd {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in new(); `old` is initialised.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+fn decode_status(status: i32) -> ExitReason {
+    if libc::WIFEXITED(status) {
+        ExitReason::Exit {
+            code: libc::WEXITSTATUS(status),
+        }
+    } else {
+        ExitReason::Signal {
+            signal: libc::WTERMSIG(status),
+        }
+    }
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+/// Run `spec` to completion in a fresh sandbox.
+pub fn run(
+    spec: &JailSpec,
+    opts: &RunOptions,
+    sink: &mut dyn OutputSink,
+) -> Result<RunReport, JailError> {
+    let started = Instant::now();
+    // One validation pass before any side effect.
+    spec.validate()?;
+    let mut spec = spec.clone();
+    check_host_paths(&mut spec)?;
+    let seccomp = crate::seccomp::compile(&spec.seccomp)?;
+    let ids = choose_ids(&spec)?;
+    let config = serde_json::to_vec(&InitConfig {
+        spec: spec.clone(),
+        seccomp,
+    })
+    .expect("init config serializes");
+
+    let support = cgroup::detect(spec.cgroup.root.as_deref());
+    let mut cg = Cgroup::create(&spec.cgroup, &support)?;
+
+    // Pipes and the control socket; all close-on-exec in the supervisor.
+    let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
+    let (ctl, ctl_child) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| sys::SysError::from_errno("socketpair", e.raw_os_error()))?;
+    let devnull: OwnedFd = fs::File::open("/dev/null")
+        .map_err(|e| sys::SysError {
+            call: "open(/dev/null)",
+            source: e,
+        })?
+        .into();
+    let stdin_fd: RawFd = match opts.stdin {
+        StdinMode::InheritUnlessTty if !rustix::termios::isatty(std::io::stdin()) => 0,
+        _ => devnull.as_raw_fd(),
+    };
+
+    // Strings for the child, built before the clone.
+    let exe = CString::new("/proc/self/exe").expect("static");
+    let argv_c = [
+        CString::new("airlock-init").expect("static"),
+        CString::new(INIT_ARG).expect("static"),
+    ];
+    let argv: Vec<*const libc::c_char> = argv_c
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    // init starts with an empty environment: the caller's never enters.
+    let envp: Vec<*const libc::c_char> = vec![std::ptr::null()];
+    let pre = PreExec {
+        ctl: ctl_child.as_raw_fd(),
+        stdin: stdin_fd,
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        privileged: ids.privileged,
+        uid: spec.uid,
+        gid: spec.gid,
+        last_cap: sys::cap_last_cap(),
+        exe: &exe,
+        argv: &argv,
+        envp: &envp,
+    };
+    let flags = (libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS) as u64;
+    let clone_args = CloneArgs {
+        flags,
+        cgroup: cg.as_ref().and_then(|c| c.clone_into_fd()),
+    };
+    // SAFETY: the child runs only `child_after_clone`, which is
+    // async-signal-safe (raw syscalls on data prepared above) and ends in
+    // execve or _exit.
+    let child = match unsafe { sys::clone3(&clone_args) }.map_err(SpawnError::from)? {
+        Forked::Child => child_after_clone(&pre),
+        Forked::Parent(c) => c,
+    };
+    drop((out_w, err_w, ctl_child));
+
+    let kill_sandbox = |cg: &Option<Cgroup>| {
+        let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+        if let Some(c) = cg {
+            c.kill_all();
+        }
+    };
+    let setup = (|| -> Result<(), JailError> {
+        write_maps(child.pid, &spec, &ids)?;
+        if let Some(c) = &cg {
+            c.add_pid(child.pid)?;
+        }
+        rustix::net::send(&ctl, &[GO], rustix::net::SendFlags::NOSIGNAL)
+            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
+        rustix::net::send(&ctl, &config, rustix::net::SendFlags::NOSIGNAL)
+            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        kill_sandbox(&cg);
+        let _ = sys::wait4(child.pid, 0);
+        return Err(e);
+    }
+
+    let signals = if opts.forward_signals {
+        Some(SignalFd::new()?)
+    } else {
+        None
+    };
+    let deadline = started + spec.timeout;
+    let mut stdout = Stream {
+        fd: Some(out_r),
+        stats: StreamStats::default(),
+    };
+    let mut stderr = Stream {
+        fd: Some(err_r),
+        stats: StreamStats::default(),
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ctl_open = true;
+    let mut landlock: Option<LandlockReport> = None;
+    let mut setup_error: Option<String> = None;
+    let mut exec_error: Option<i32> = None;
+    let mut payload_exit: Option<(i32, Vec<String>)> = None;
+    let mut timed_out = false;
+    let mut killed = false;
+    let mut init_done: Option<(i32, libc::rusage)> = None;
+
+    loop {
+        if init_done.is_none() {
+            if let Some((_, st, ru)) = sys::wait4(child.pid, libc::WNOHANG | libc::__WALL)? {
+                init_done = Some((st, ru));
+            }
+        }
+        if init_done.is_some() && stdout.fd.is_none() && stderr.fd.is_none() && !ctl_open {
+            break;
+        }
+        if init_done.is_some() && Instant::now() > deadline + Duration::from_secs(5) {
+            break; // nothing can hold the pipes once init is gone; be safe anyway
+        }
+        let now = Instant::now();
+        if now >= deadline && !timed_out && init_done.is_none() {
+            timed_out = true;
+            kill_sandbox(&cg);
+        }
+        let wait = if init_done.is_none() && !timed_out {
+            deadline.saturating_duration_since(now)
+        } else {
+            Duration::from_millis(100)
+        };
+        let ts = rustix::time::Timespec {
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: i64::from(wait.subsec_nanos()),
+        };
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
+        let mut slots: Vec<u8> = Vec::with_capacity(5);
+        if let Some(fd) = &stdout.fd {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+            slots.push(0);
+        }
+        if let Some(fd) = &stderr.fd {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+            slots.push(1);
+        }
+        if ctl_open {
+            fds.push(PollFd::new(&ctl, PollFlags::IN));
+            slots.push(2);
+        }
+        if init_done.is_none() {
+            fds.push(PollFd::new(&child.pidfd, PollFlags::IN));
+            slots.push(3);
+        }
+        if let Some(s) = &signals {
+            fds.push(PollFd::new(&s.fd, PollFlags::IN));
+            slots.push(4);
+        }
+        match poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(sys::SysError::from_errno("poll", e.raw_os_error()).into()),
+        }
+        let ready: Vec<(u8, PollFlags)> = fds
+            .iter()
+            .zip(&slots)
+            .map(|(f, s)| (*s, f.revents()))
+            .collect();
+        drop(fds);
+        for (slot, rev) in ready {
+            if rev.is_empty() {
+                continue;
+            }
+            match slot {
+                0 => stdout.pump(spec.output_cap, &mut buf, &mut |d| sink.stdout(d)),
+                1 => stderr.pump(spec.output_cap, &mut buf, &mut |d| sink.stderr(d)),
+                2 => {
+                    match rustix::net::recv(&ctl, &mut buf[..], rustix::net::RecvFlags::DONTWAIT) {
+                        Ok((0, _)) => ctl_open = false,
+                        Ok((n, _)) => {
+                            let msg = &buf[..n];
+                            if msg.len() == 6 && msg[0] == PRE_EXEC_TAG {
+                                let errno = i32::from_le_bytes([msg[2], msg[3], msg[4], msg[5]]);
+                                setup_error = Some(format!(
+                                    "{}: {}",
+                                    step::name(msg[1]),
+                                    std::io::Error::from_raw_os_error(errno)
+                                ));
+                            } else {
+                                match serde_json::from_slice::<Report>(msg) {
+                                    Ok(Report::Ready { landlock: l }) => landlock = Some(l),
+                                    Ok(Report::SetupError { message }) => {
+                                        setup_error = Some(message)
+                                    }
+                                    Ok(Report::ExecError { errno, path }) => {
+                                        exec_error = Some(errno);
+                                        setup_error.get_or_insert(format!(
+                                            "{path}: {}",
+                                            std::io::Error::from_raw_os_error(errno)
+                                        ));
+                                    }
+                                    Ok(Report::Exit { status, full }) => {
+                                        payload_exit = Some((status, full))
+                                    }
+                                    Err(e) => {
+                                        setup_error =
+                                            Some(format!("malformed report from sandbox: {e}"))
+                                    }
+                                }
+                            }
+                        }
+                        Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                        Err(_) => ctl_open = false,
+                    }
+                }
+                3 => {} // init exited; reaped at the top of the loop
+                4 => {
+                    if let Some(sig) = signals.as_ref().and_then(SignalFd::next) {
+                        if init_done.is_none() {
+                            if sig == libc::SIGQUIT {
+                                killed = true;
+                                kill_sandbox(&cg);
+                            } else {
+                                let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), sig);
+                            }
+                        }
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+    drop(signals);
+    let (init_status, ru) = match init_done {
+        Some(d) => d,
+        None => {
+            kill_sandbox(&cg);
+            let (_, st, ru) =
+                sys::wait4(child.pid, libc::__WALL)?.expect("blocking wait returns a child");
+            (st, ru)
+        }
+    };
+    let wall = started.elapsed();
+
+    let stats = cg.as_ref().map(|c| c.stats()).unwrap_or_default();
+    let cgroup_report = CgroupReport {
+        version: cg.as_ref().map(|c| c.version()),
+        controllers: cg
+            .as_ref()
+            .map(|c| c.controllers.clone())
+            .unwrap_or_default(),
+        note: support.note.clone(),
+    };
+    if let Some(c) = cg.as_mut() {
+        c.remove();
+    }
+
+    let mut limits = Vec::new();
+    let mut full_mounts = Vec::new();
+    let reason = if timed_out {
+        ExitReason::Timeout
+    } else if let Some(errno) = exec_error {
+        ExitReason::ExecFailed { errno }
+    } else if let Some((status, full)) = payload_exit {
+        full_mounts = full;
+        match decode_status(status) {
+            ExitReason::Signal { signal } if signal == libc::SIGKILL && stats.oom_killed => {
+                ExitReason::Memory
+            }
+            r => r,
+        }
+    } else if stats.oom_killed {
+        ExitReason::Memory
+    } else if killed {
+        ExitReason::Killed
+    } else if let Some(msg) = setup_error {
+        return Err(SpawnError::Setup(msg).into());
+    } else {
+        return Err(SpawnError::InitDied(init_status).into());
+    };
+    if timed_out {
+        limits.push(LimitHit::Timeout);
+    }
+    if stats.oom_killed {
+        limits.push(LimitHit::Memory);
+    }
+    if stats.pids_max_hit {
+        limits.push(LimitHit::Pids);
+    }
+    if stats.cpu_throttled {
+        limits.push(LimitHit::Cpu);
+    }
+    if stdout.stats.dropped > 0 || stderr.stats.dropped > 0 {
+        limits.push(LimitHit::Output);
+    }
+    if !full_mounts.is_empty() {
+        limits.push(LimitHit::Disk);
+    }
+    if reason
+        == (ExitReason::Signal {
+            signal: libc::SIGXFSZ,
+        })
+    {
+        limits.push(LimitHit::Fsize);
+    }
+    limits.sort();
+    limits.dedup();
+    Ok(RunReport {
+        exit_code: reason.exit_code(),
+        reason,
+        wall,
+        user: tv(ru.ru_utime),
+        sys: tv(ru.ru_stime),
+        peak_memory: stats.peak_memory.or(Some(ru.ru_maxrss as u64 * 1024)),
+        limits_hit: limits,
+        full_mounts,
+        stdout: stdout.stats,
+        stderr: stderr.stats,
+        landlock,
+        cgroup: cgroup_report,
+        host_uid: ids.host_uid,
+    })
+}

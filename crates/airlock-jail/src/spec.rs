@@ -1,0 +1,195 @@
+//! What a jail is asked to build: the values the runtime hands over.
+//!
+//! The jail never reads profiles or makes policy decisions; it receives a
+//! `JailSpec` and builds exactly that. `JailSpec::validate` is the single
+//! validation pass that runs before any side effect.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use airlock_policy::SeccompPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+
+/// A read-only bind of a host path at the same path inside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoBind {
+    /// Absolute host path (also the path inside).
+    pub path: PathBuf,
+    /// Skip it silently when the host path does not exist.
+    pub optional: bool,
+}
+
+/// Where the workspace comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum WorkspaceSource {
+    /// A host directory bound read-write.
+    HostDir(PathBuf),
+    /// An empty ephemeral tmpfs of this many bytes.
+    Tmpfs(u64),
+}
+
+/// Landlock requirement.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LandlockSpec {
+    /// Fail the run when Landlock cannot be enforced at `min_abi` or above.
+    pub required: bool,
+    /// Minimum ABI version when required.
+    pub min_abi: u8,
+}
+
+/// cgroup limits. `None` means "no limit" for that controller.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CgroupSpec {
+    /// memory.max in bytes.
+    pub memory: Option<u64>,
+    /// pids.max.
+    pub pids: Option<u32>,
+    /// CPU quota in cores.
+    pub cpus: Option<f64>,
+    /// Fail the run when cgroups cannot be used (otherwise degrade to rlimits).
+    pub required: bool,
+    /// Use this cgroup hierarchy root instead of detecting one under /sys/fs/cgroup.
+    pub root: Option<PathBuf>,
+}
+
+/// Resource limits applied with setrlimit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RlimitSpec {
+    /// RLIMIT_NOFILE.
+    pub nofile: u64,
+    /// RLIMIT_FSIZE in bytes.
+    pub fsize: u64,
+    /// RLIMIT_AS/RLIMIT_DATA fallback when no memory cgroup is available (bytes).
+    pub memory_fallback: Option<u64>,
+    /// RLIMIT_NPROC fallback when no pids cgroup is available.
+    pub nproc_fallback: Option<u32>,
+}
+
+/// Everything needed to build and run one sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JailSpec {
+    /// The command and its arguments. `argv[0]` is resolved against the
+    /// sandbox's PATH when it contains no `/`.
+    pub argv: Vec<String>,
+    /// The payload's whole environment.
+    pub env: Vec<(String, String)>,
+    /// Payload uid and gid inside the sandbox (never 0).
+    pub uid: u32,
+    /// Payload gid inside the sandbox (never 0).
+    pub gid: u32,
+    /// Hostname (uts namespace).
+    pub hostname: String,
+    /// Read-only binds of host paths.
+    pub ro_binds: Vec<RoBind>,
+    /// Workspace mount point inside, and its source.
+    pub workspace_path: PathBuf,
+    /// Workspace source.
+    pub workspace: WorkspaceSource,
+    /// The payload's home directory inside (a tmpfs).
+    pub home_path: PathBuf,
+    /// Size cap of the home tmpfs.
+    pub home_size: u64,
+    /// Size cap of /tmp.
+    pub tmp_size: u64,
+    /// Seccomp deny rules. Compiled by the supervisor; init receives the
+    /// compiled filters, not the rules.
+    #[serde(skip_deserializing, default = "no_rules")]
+    pub seccomp: SeccompPolicy,
+    /// Landlock requirement.
+    pub landlock: LandlockSpec,
+    /// cgroup limits.
+    pub cgroup: CgroupSpec,
+    /// rlimits.
+    pub rlimits: RlimitSpec,
+    /// Wall-clock timeout.
+    pub timeout: Duration,
+    /// Cap on captured bytes, for stdout and for stderr each.
+    pub output_cap: u64,
+}
+
+fn no_rules() -> SeccompPolicy {
+    SeccompPolicy {
+        rules: Vec::new(),
+        kill_foreign_arch: true,
+    }
+}
+
+fn check_abs(field: &'static str, p: &std::path::Path) -> Result<(), SpecError> {
+    use std::path::Component;
+    let ok = p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !p.as_os_str().as_encoded_bytes().contains(&0);
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::BadPath {
+            field,
+            path: p.to_path_buf(),
+        })
+    }
+}
+
+impl JailSpec {
+    /// Check every value before anything is created.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.argv.is_empty() || self.argv[0].is_empty() {
+            return Err(SpecError::EmptyCommand);
+        }
+        for a in &self.argv {
+            if a.contains('\0') {
+                return Err(SpecError::Nul { field: "argv" });
+            }
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(SpecError::BadEnv { name: k.clone() });
+            }
+        }
+        if self.uid == 0 || self.gid == 0 {
+            return Err(SpecError::RootInside);
+        }
+        if self.hostname.is_empty() || self.hostname.len() > 64 {
+            return Err(SpecError::BadHostname {
+                name: self.hostname.clone(),
+            });
+        }
+        for b in &self.ro_binds {
+            check_abs("ro_binds", &b.path)?;
+        }
+        check_abs("workspace_path", &self.workspace_path)?;
+        check_abs("home_path", &self.home_path)?;
+        if let WorkspaceSource::HostDir(d) = &self.workspace {
+            if !d.is_absolute() {
+                return Err(SpecError::BadPath {
+                    field: "workspace",
+                    path: d.clone(),
+                });
+            }
+        }
+        for (name, p) in [
+            ("workspace_path", &self.workspace_path),
+            ("home_path", &self.home_path),
+        ] {
+            for reserved in ["/proc", "/dev", "/tmp", "/etc", "/usr"] {
+                if p.starts_with(reserved) || p == std::path::Path::new("/") {
+                    return Err(SpecError::Reserved {
+                        field: name,
+                        path: p.clone(),
+                    });
+                }
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(SpecError::ZeroTimeout);
+        }
+        if let Some(c) = self.cgroup.cpus {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(SpecError::BadCpus(c));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub(crate) mod bench;
+pub(crate) mod doctor;
+pub(crate) mod profile;
+pub(crate) mod run;

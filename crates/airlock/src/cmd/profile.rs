@@ -1,0 +1,80 @@
+//! `airlock profile`: show, check and describe profiles.
+
+use std::process::ExitCode;
+
+use airlock_policy::{LoadError, Profile};
+
+/// Profile commands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Print a resolved profile (built-in name or file) as TOML.
+    Show {
+        /// Built-in name or path.
+        name: String,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a profile file; errors name the file, line and field.
+    Check {
+        /// Path to the profile.
+        file: String,
+    },
+    /// Print the JSON Schema of the profile format.
+    Schema,
+    /// List the built-in profiles.
+    List,
+}
+
+/// Load a profile, rendering a validation error as a diagnostic with the
+/// offending line.
+pub(crate) fn load(name: &str) -> anyhow::Result<Profile> {
+    match Profile::load(name) {
+        Ok(p) => Ok(p),
+        Err(LoadError::Invalid(e)) => {
+            if let Some(span) = e.source_span() {
+                let report = miette::miette!(
+                    labels = vec![miette::LabeledSpan::at(span, e.message().to_string())],
+                    "{e}"
+                )
+                .with_source_code(miette::NamedSource::new(
+                    e.origin().to_string(),
+                    e.source_text().to_string(),
+                ));
+                eprintln!("{report:?}");
+            }
+            Err(anyhow::Error::new(e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Show { name, json } => {
+            let p = load(&name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print!("{}", p.to_toml_string()?);
+            }
+        }
+        Command::Check { file } => {
+            let p = load(&file)?;
+            println!("{file}: ok (profile {:?})", p.name);
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&airlock_policy::profile_json_schema())?
+            );
+        }
+        Command::List => {
+            for n in airlock_policy::builtin_names() {
+                let p = Profile::builtin(n)?;
+                println!("{n:<10} {}", p.description);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
