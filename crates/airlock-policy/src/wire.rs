@@ -1,0 +1,328 @@
+//! The profile file format as written: serde structs with defaults and
+//! `deny_unknown_fields`. Values are checked one at a time here (sizes,
+//! durations, paths: so that toml can point at a bad one); ranges and
+//! cross-field rules are checked by the `TryFrom` conversions in `profile`.
+//! The JSON Schema is generated from these types, so their doc comments are
+//! the schema's descriptions.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, IntoDeserializer, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::duration::HumanDuration;
+use crate::path::AbsPath;
+use crate::profile::{NetworkMode, Requirement};
+use crate::size::ByteSize;
+
+/// An airlock sandbox profile. Every key is optional; a missing key takes
+/// the default documented on it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(title = "airlock profile")]
+pub(crate) struct WireProfile {
+    /// Name shown in logs and audit events: 1 to 64 letters, digits, '.',
+    /// '_' or '-', starting with a letter or digit. Default: the file name
+    /// without `.toml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub(crate) name: Option<String>,
+    /// One line describing the profile. Default: empty.
+    pub(crate) description: String,
+    /// What the sandbox sees of the filesystem.
+    pub(crate) filesystem: WireFilesystem,
+    /// Resource limits.
+    pub(crate) limits: WireLimits,
+    /// Identity and hardening inside the sandbox.
+    pub(crate) security: WireSecurity,
+    /// Network access.
+    pub(crate) network: WireNetwork,
+    /// Extra environment variables for the payload. Names match
+    /// `[A-Za-z_][A-Za-z0-9_]*`; values contain no NUL. airlock sets PATH,
+    /// HOME and a few others itself; naming one here overrides airlock's
+    /// value. Default: none.
+    pub(crate) env: BTreeMap<String, String>,
+    /// Additions to the built-in seccomp deny list.
+    pub(crate) seccomp: WireSeccomp,
+}
+
+/// Default read-only binds (must exist on the host).
+pub(crate) const DEFAULT_RO: &[&str] = &["/usr", "/etc/ld.so.cache"];
+/// Default optional read-only binds (skipped when missing on the host).
+pub(crate) const DEFAULT_RO_OPTIONAL: &[&str] = &[
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/alternatives",
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+    "/usr/share/ca-certificates",
+    "/etc/localtime",
+];
+
+/// What the sandbox sees of the filesystem. The root is an empty tmpfs;
+/// /proc, /dev, /tmp, $HOME (/home/sandbox) and the workspace are made by
+/// the jail.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Filesystem")]
+pub(crate) struct WireFilesystem {
+    /// Host paths bound read-only (nosuid, nodev) at the same path. Each must
+    /// exist when the sandbox starts. /proc, /dev, /sys and paths below them
+    /// are not allowed: the jail synthesizes those. Default: ["/usr",
+    /// "/etc/ld.so.cache"].
+    pub(crate) ro: Vec<AbsPath>,
+    /// Like `ro`, but a path missing on the host is skipped silently.
+    /// Default: /bin, /sbin, /lib, /lib32, /lib64, /libx32,
+    /// /etc/alternatives, /etc/ssl/certs, /etc/ca-certificates,
+    /// /usr/share/ca-certificates, /etc/localtime.
+    pub(crate) ro_optional: Vec<AbsPath>,
+    /// Size cap of the /tmp tmpfs. Default: "64M".
+    pub(crate) tmp_size: ByteSize,
+    /// Size cap of the $HOME (/home/sandbox) tmpfs. Default: "64M".
+    pub(crate) home_size: ByteSize,
+    /// Size cap of the workspace tmpfs, used when no host directory is
+    /// given for the workspace. Default: "256M".
+    pub(crate) workspace_size: ByteSize,
+    /// Mount point of the workspace inside the sandbox. Default: "/workspace".
+    pub(crate) workspace: AbsPath,
+}
+
+impl Default for WireFilesystem {
+    fn default() -> Self {
+        Self {
+            ro: DEFAULT_RO.iter().map(|p| AbsPath::known(p)).collect(),
+            ro_optional: DEFAULT_RO_OPTIONAL
+                .iter()
+                .map(|p| AbsPath::known(p))
+                .collect(),
+            tmp_size: ByteSize::mib(64),
+            home_size: ByteSize::mib(64),
+            workspace_size: ByteSize::mib(256),
+            workspace: AbsPath::known("/workspace"),
+        }
+    }
+}
+
+/// Resource limits. cgroup limits fall back to rlimits when cgroups are
+/// unavailable and `security.cgroups` is "best-effort".
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Limits")]
+pub(crate) struct WireLimits {
+    /// cgroup memory.max, or "unlimited". Default: "1G".
+    pub(crate) memory: OrUnlimited<ByteSize>,
+    /// cgroup pids.max (greater than 0), or "unlimited". Default: 256.
+    pub(crate) pids: OrUnlimited<u32>,
+    /// CPU quota in cores (e.g. 1.5), greater than 0 and at most 1024, or
+    /// "unlimited". Default: "unlimited".
+    pub(crate) cpus: OrUnlimited<f64>,
+    /// Wall-clock limit of a run, greater than 0 and at most 30 days.
+    /// Default: "5m".
+    pub(crate) timeout: HumanDuration,
+    /// RLIMIT_NOFILE, 16 to 1048576. Default: 1024.
+    pub(crate) nofile: u64,
+    /// RLIMIT_FSIZE: the largest file a process may write. Default: "1G".
+    pub(crate) fsize: ByteSize,
+    /// Cap on captured stdout, and separately on captured stderr.
+    /// Default: "16M".
+    pub(crate) output: ByteSize,
+}
+
+impl Default for WireLimits {
+    fn default() -> Self {
+        Self {
+            memory: OrUnlimited(Some(ByteSize::gib(1))),
+            pids: OrUnlimited(Some(256)),
+            cpus: OrUnlimited(None),
+            timeout: HumanDuration(Duration::from_secs(300)),
+            nofile: 1024,
+            fsize: ByteSize::gib(1),
+            output: ByteSize::mib(16),
+        }
+    }
+}
+
+/// Identity and hardening inside the sandbox.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Security")]
+pub(crate) struct WireSecurity {
+    /// The payload's uid inside the sandbox; not 0. Default: 1000.
+    pub(crate) uid: u32,
+    /// The payload's gid inside the sandbox; not 0. Default: 1000.
+    pub(crate) gid: u32,
+    /// The sandbox's hostname (RFC 1123, at most 64 characters).
+    /// Default: "airlock".
+    pub(crate) hostname: String,
+    /// Landlock rules mirroring the mounts. "best-effort" applies what the
+    /// kernel supports; "required" fails the start when the kernel's Landlock
+    /// ABI is below `landlock_min_abi`. Default: "best-effort".
+    pub(crate) landlock: Requirement,
+    /// Minimum Landlock ABI version (1 to 7) when `landlock` is "required".
+    /// Default: 1.
+    pub(crate) landlock_min_abi: u8,
+    /// cgroup limits. "best-effort" falls back to rlimits when cgroups cannot
+    /// be used; "required" fails the start. Default: "best-effort".
+    pub(crate) cgroups: Requirement,
+}
+
+impl Default for WireSecurity {
+    fn default() -> Self {
+        Self {
+            uid: 1000,
+            gid: 1000,
+            hostname: "airlock".to_owned(),
+            landlock: Requirement::BestEffort,
+            landlock_min_abi: 1,
+            cgroups: Requirement::BestEffort,
+        }
+    }
+}
+
+/// Network access.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Network")]
+pub(crate) struct WireNetwork {
+    /// "none": a network namespace with only loopback. Default: "none".
+    pub(crate) mode: NetworkMode,
+}
+
+/// Additions to the built-in seccomp deny list (profiles/seccomp.toml).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Seccomp")]
+pub(crate) struct WireSeccomp {
+    /// More syscalls to deny outright (EPERM, or kill with on_deny = "kill").
+    /// Default: none.
+    pub(crate) extra_deny: Vec<WireExtraDeny>,
+    /// What a denied call does: "errno" fails it (EPERM; ENOSYS where the
+    /// built-in list says so), "kill" kills the process instead of EPERM.
+    /// Default: "errno".
+    pub(crate) on_deny: OnDeny,
+}
+
+/// One extra denied syscall.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ExtraDeny")]
+pub(crate) struct WireExtraDeny {
+    /// The syscall's name in the kernel's table, e.g. "kcmp".
+    pub(crate) syscall: String,
+    /// Why it is denied; shown by `airlock profile show`.
+    pub(crate) why: String,
+}
+
+/// What a denied syscall does.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnDeny {
+    /// Fail the call with EPERM (or the entry's errno).
+    #[default]
+    Errno,
+    /// Kill the process (entries answering ENOSYS still answer ENOSYS).
+    Kill,
+}
+
+/// A limit that may be "unlimited" (`None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OrUnlimited<T>(pub(crate) Option<T>);
+
+const UNLIMITED: &str = "unlimited";
+
+struct OrUnlimitedVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for OrUnlimitedVisitor<T> {
+    type Value = OrUnlimited<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a limit or \"unlimited\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if v == UNLIMITED {
+            return Ok(OrUnlimited(None));
+        }
+        inner(v.into_deserializer())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        inner(v.into_deserializer())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        inner(v.into_deserializer())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        inner(v.into_deserializer())
+    }
+}
+
+/// Deserializes the limit itself; a type mismatch mentions "unlimited".
+fn inner<'de, T, D, E>(deserializer: D) -> Result<OrUnlimited<T>, E>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de, Error = de::value::Error>,
+    E: de::Error,
+{
+    T::deserialize(deserializer)
+        .map(|t| OrUnlimited(Some(t)))
+        .map_err(|e| {
+            let message = e.to_string();
+            if message.starts_with("invalid type") {
+                E::custom(format_args!("{message}, or \"unlimited\""))
+            } else {
+                E::custom(message)
+            }
+        })
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrUnlimited<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(OrUnlimitedVisitor(PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for OrUnlimited<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        format!("OrUnlimited_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let inner = generator.subschema_for::<T>();
+        json_schema!({
+            "anyOf": [inner, { "const": UNLIMITED }]
+        })
+    }
+}
+
+impl<T: Serialize> Serialize for OrUnlimited<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_or_unlimited(&self.0, serializer)
+    }
+}
+
+/// Serializes an optional limit, `None` as "unlimited" (for validated types).
+pub(crate) fn serialize_or_unlimited<T: Serialize, S: serde::Serializer>(
+    value: &Option<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => v.serialize(serializer),
+        None => serializer.serialize_str(UNLIMITED),
+    }
+}
