@@ -1,0 +1,4 @@
+//! Functional black-box tests of the `airlock` binary.
+
+mod lifecycle;
+mod limits;
