@@ -46,7 +46,7 @@ pub struct CgroupSupport {
 
 fn is_cgroup2(p: &Path) -> bool {
     rustix::fs::statfs(p)
-        .map(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
+        .map(|s| s.f_type == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
 
@@ -329,15 +329,24 @@ impl Cgroup {
         support: &CgroupSupport,
     ) -> Result<Cgroup, CgroupError> {
         let mut dirs = Vec::new();
-        let mut ctrls: Vec<&str> = support.controllers.iter().map(String::as_str).collect();
-        if base.join("freezer").join("cgroup.procs").exists() {
-            ctrls.push("freezer");
-        }
+        // Only the hierarchies whose limits are asked for: each one costs a
+        // mkdir, a migration and an rmdir per sandbox. No freezer: killing
+        // the sandbox's init tears down its whole pid namespace.
+        let wanted = [
+            ("memory", spec.memory.is_some()),
+            ("pids", spec.pids.is_some()),
+            ("cpu", spec.cpus.is_some()),
+        ];
+        let ctrls: Vec<&str> = wanted
+            .iter()
+            .filter(|(c, w)| *w && support.controllers.iter().any(|s| s == c))
+            .map(|(c, _)| *c)
+            .collect();
         let mut cg = Cgroup {
             version: CgroupVersion::V1,
             dirs: Vec::new(),
             dirfd: None,
-            controllers: support.controllers.clone(),
+            controllers: ctrls.iter().map(|c| c.to_string()).collect(),
         };
         for c in ctrls {
             let parent = base.join(c).join("airlock");
@@ -467,7 +476,10 @@ impl Cgroup {
         if self.dirs.is_empty() {
             return;
         }
-        self.kill_all();
+        // Usually empty already: the pid namespace died with its init.
+        if self.dirs.iter().any(|(_, d)| !procs(d).is_empty()) {
+            self.kill_all();
+        }
         self.dirfd = None;
         remove_dirs(&self.dirs);
         self.dirs.clear();
@@ -500,19 +512,19 @@ fn kill_dir_set(version: CgroupVersion, dirs: &[(String, PathBuf)]) {
             }
         }
         CgroupVersion::V1 => {
-            // Freeze first so nothing forks while we kill, then thaw so the
-            // SIGKILLs are delivered.
-            let freezer = dirs.iter().find(|(c, _)| c == "freezer").map(|(_, d)| d);
-            if let Some(f) = freezer {
-                let _ = fs::write(f.join("freezer.state"), "FROZEN");
-            }
-            for (_, d) in dirs {
-                for p in procs(d) {
-                    crate::sys::kill(p, libc::SIGKILL);
+            // Repeat until empty, so a process forked during a pass is
+            // caught by the next one (the pids limit bounds the passes).
+            for _ in 0..100 {
+                let mut any = false;
+                for (_, d) in dirs {
+                    for p in procs(d) {
+                        any = true;
+                        crate::sys::kill(p, libc::SIGKILL);
+                    }
                 }
-            }
-            if let Some(f) = freezer {
-                let _ = fs::write(f.join("freezer.state"), "THAWED");
+                if !any {
+                    break;
+                }
             }
         }
     }
@@ -533,15 +545,24 @@ fn remove_dirs(dirs: &[(String, PathBuf)]) {
                     for p in procs(d) {
                         crate::sys::kill(p, libc::SIGKILL);
                     }
-                    std::thread::sleep(Duration::from_millis(2));
+                    std::thread::sleep(Duration::from_micros(200));
                 }
             }
         }
     }
 }
 
-/// Remove cgroups left by supervisors that no longer exist (SIGKILLed).
+/// Remove cgroups left by supervisors that no longer exist (SIGKILLed),
+/// once per parent directory and process.
 fn sweep_stale(parent: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.iter().any(|p| p == parent) {
+            return;
+        }
+        swept.push(parent.to_path_buf());
+    }
     let Ok(rd) = fs::read_dir(parent) else { return };
     for ent in rd.flatten() {
         let name = ent.file_name();

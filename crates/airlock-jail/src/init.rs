@@ -64,6 +64,7 @@ fn signal_set(extra: &[i32]) -> libc::sigset_t {
 
 /// Entry point of the re-executed binary. Never returns.
 pub(crate) fn main() -> ! {
+    let t0 = std::time::Instant::now();
     // Block the signals we handle synchronously before anything else.
     let set = signal_set(&[libc::SIGCHLD]);
     // SAFETY: `set` is an initialised sigset_t; the old mask is not needed.
@@ -74,13 +75,18 @@ pub(crate) fn main() -> ! {
         Ok(0) | Err(_) => sys::exit_now(125),
         Ok(n) => n,
     };
-    let cfg: InitConfig = match serde_json::from_slice(&buf[..n]) {
+    let mut cfg: InitConfig = match serde_json::from_slice(&buf[..n]) {
         Ok(c) => c,
         Err(e) => fail(format!("bad init config: {e}")),
     };
     drop(buf);
-    let spec = &cfg.spec;
+    let mark = |cfg: &mut InitConfig, name: &str| {
+        cfg.phases
+            .push((name.to_string(), t0.elapsed().as_micros() as u64))
+    };
+    mark(&mut cfg, "config read");
 
+    let spec = &cfg.spec;
     if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
         fail(e.to_string());
     }
@@ -93,12 +99,23 @@ pub(crate) fn main() -> ! {
     if let Err(e) = crate::mounts::build_root(spec) {
         fail(format!("building the sandbox filesystem: {e}"));
     }
+    mark(&mut cfg, "root built");
+    let spec = &cfg.spec;
 
     // Resolve the command inside the new root, and prepare every string
     // the payload needs before forking.
     let exe = resolve(spec);
+    // Limits must hold before the payload runs: wait until the supervisor
+    // has placed us in the sandbox's cgroup.
+    let mut placed = [0u8; 1];
+    match sys::read_raw(CTL, &mut placed) {
+        Ok(1) if placed[0] == crate::proto::PLACED => {}
+        _ => fail("the supervisor went away before placing the sandbox in its cgroup".into()),
+    }
+    mark(&mut cfg, "placed");
+    let spec = &cfg.spec;
     let payload = match unsafe_fork() {
-        Forked::Child => crate::payload::run(&cfg, exe.as_deref()),
+        Forked::Child => crate::payload::run(&cfg, exe.as_deref(), t0),
         Forked::Parent(pid) => pid,
     };
 

@@ -17,8 +17,11 @@ fn fail(message: String) -> ! {
 }
 
 /// Contain the calling process and exec the command. Never returns.
-pub(crate) fn run(cfg: &InitConfig, exe: Option<&Path>) -> ! {
+pub(crate) fn run(cfg: &InitConfig, exe: Option<&Path>, t0: std::time::Instant) -> ! {
     let spec = &cfg.spec;
+    let mut phases = cfg.phases.clone();
+    let mut mark = |name: &str| phases.push((name.to_string(), t0.elapsed().as_micros() as u64));
+    mark("forked");
 
     // 1. Unblock the signals init handles synchronously: the mask survives exec.
     // SAFETY: an empty set with SIG_SETMASK only rewrites this thread's mask.
@@ -56,6 +59,8 @@ pub(crate) fn run(cfg: &InitConfig, exe: Option<&Path>) -> ! {
         Err(e) => fail(e.to_string()),
     };
 
+    mark("landlock");
+
     // 7. Capabilities: bounding set while CAP_SETPCAP is still held, then the rest.
     if let Err(e) = crate::caps::drop_all() {
         fail(e);
@@ -78,7 +83,8 @@ pub(crate) fn run(cfg: &InitConfig, exe: Option<&Path>) -> ! {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let ready = serde_json::to_vec(&Report::Ready { landlock }).expect("serializes");
+    mark("exec prepared");
+    let ready = serde_json::to_vec(&Report::Ready { landlock, phases }).expect("serializes");
 
     // 9. seccomp last: from here on the syscall surface is the sandbox's.
     if let Err(e) = cfg.seccomp.install() {

@@ -2,8 +2,8 @@
 //!
 //! fd 3 of the sandbox's init is one end of a `SOCK_SEQPACKET` socketpair,
 //! so every message arrives whole. The supervisor first sends a one-byte
-//! "go" (after writing the id maps and placing the cgroup), then the
-//! `InitConfig` as JSON. The sandbox answers with `Report`s as JSON. Before
+//! "go" (after writing the id maps), then the `InitConfig` as JSON, then a
+//! one-byte "placed" once the sandbox is in its cgroup. The sandbox answers with `Report`s as JSON. Before
 //! the re-exec, the cloned child can only report failures as a fixed
 //! six-byte record (`PRE_EXEC_TAG`, step, errno LE), since it must not
 //! allocate.
@@ -16,8 +16,12 @@ use crate::spec::JailSpec;
 
 /// First byte of a pre-exec failure record.
 pub(crate) const PRE_EXEC_TAG: u8 = 0xFF;
-/// The "go" byte.
+/// The "go" byte: id maps are written.
 pub(crate) const GO: u8 = b'G';
+/// The "placed" byte: the sandbox is in its cgroup; init may start the
+/// payload. Sent after the config so that the (v1) cgroup migration, which
+/// can wait for an RCU grace period, overlaps init's set-up.
+pub(crate) const PLACED: u8 = b'P';
 /// argv[1] that makes the airlock binary act as a sandbox init.
 pub const INIT_ARG: &str = "__airlock-jail-init";
 
@@ -50,6 +54,9 @@ pub(crate) mod step {
 pub(crate) struct InitConfig {
     pub(crate) spec: JailSpec,
     pub(crate) seccomp: Compiled,
+    /// Set-up phases measured by init so far (name, microseconds since init started).
+    #[serde(default)]
+    pub(crate) phases: Vec<(String, u64)>,
 }
 
 /// What the sandbox reports to the supervisor.
@@ -57,7 +64,11 @@ pub(crate) struct InitConfig {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Report {
     /// The payload is about to exec; Landlock's outcome.
-    Ready { landlock: LandlockReport },
+    Ready {
+        landlock: LandlockReport,
+        /// Set-up phases inside the sandbox, microseconds since init started.
+        phases: Vec<(String, u64)>,
+    },
     /// Set-up failed before the payload could start.
     SetupError { message: String },
     /// The payload could not be executed.

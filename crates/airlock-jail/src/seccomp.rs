@@ -108,8 +108,9 @@ pub(crate) fn compile(policy: &SeccompPolicy) -> Result<Compiled, SpecError> {
 /// only exact numbers, so this range check is the one piece of BPF built by
 /// hand: load nr; if nr >= 0x40000000 kill the process; else allow.
 fn x32_guard() -> Vec<(u16, u8, u8, u32)> {
-    const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-    const BPF_JMP_JGE_K: u16 = 0x05 | 0x30 | 0x00;
+    // BPF_LD | BPF_W | BPF_ABS, BPF_JMP | BPF_JGE | BPF_K, BPF_RET | BPF_K.
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JMP_JGE_K: u16 = 0x35;
     const BPF_RET_K: u16 = 0x06;
     vec![
         (BPF_LD_W_ABS, 0, 0, 0), // seccomp_data.nr

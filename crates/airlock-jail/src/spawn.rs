@@ -18,7 +18,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 use crate::cgroup::{self, Cgroup};
 use crate::error::{JailError, SpawnError, SpecError};
 use crate::landlock::LandlockReport;
-use crate::proto::{step, InitConfig, Report, GO, INIT_ARG, PRE_EXEC_TAG};
+use crate::proto::{step, InitConfig, Report, GO, INIT_ARG, PLACED, PRE_EXEC_TAG};
 use crate::report::{CgroupReport, ExitReason, LimitHit, RunReport, StreamStats};
 use crate::spec::{JailSpec, WorkspaceSource};
 use crate::sys::{self, CloneArgs, Forked};
@@ -359,12 +359,15 @@ pub fn run(
     let config = serde_json::to_vec(&InitConfig {
         spec: spec.clone(),
         seccomp,
+        phases: Vec::new(),
     })
     .expect("init config serializes");
 
+    tracing::debug!(at = ?started.elapsed(), "spec validated");
     let support = cgroup::detect(spec.cgroup.root.as_deref());
     let mut cg = Cgroup::create(&spec.cgroup, &support)?;
 
+    tracing::debug!(at = ?started.elapsed(), "cgroup created");
     // Pipes and the control socket; all close-on-exec in the supervisor.
     let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
@@ -432,6 +435,7 @@ pub fn run(
         Forked::Parent(c) => c,
     };
     drop((out_w, err_w, ctl_child));
+    tracing::debug!(at = ?started.elapsed(), "cloned");
 
     let kill_sandbox = |cg: &Option<Cgroup>| {
         let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
@@ -441,12 +445,18 @@ pub fn run(
     };
     let setup = (|| -> Result<(), JailError> {
         write_maps(child.pid, &spec, &ids)?;
-        if let Some(c) = &cg {
-            c.add_pid(child.pid)?;
-        }
         rustix::net::send(&ctl, &[GO], rustix::net::SendFlags::NOSIGNAL)
             .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
         rustix::net::send(&ctl, &config, rustix::net::SendFlags::NOSIGNAL)
+            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
+        tracing::debug!(at = ?started.elapsed(), "config sent");
+        // While init builds the filesystem: move it into the cgroup (v1; on
+        // v2 clone3 placed it already), then let it start the payload.
+        if let Some(c) = &cg {
+            c.add_pid(child.pid)?;
+        }
+        tracing::debug!(at = ?started.elapsed(), "placed in cgroup");
+        rustix::net::send(&ctl, &[PLACED], rustix::net::SendFlags::NOSIGNAL)
             .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
         Ok(())
     })();
@@ -559,7 +569,13 @@ pub fn run(
                                 ));
                             } else {
                                 match serde_json::from_slice::<Report>(msg) {
-                                    Ok(Report::Ready { landlock: l }) => landlock = Some(l),
+                                    Ok(Report::Ready {
+                                        landlock: l,
+                                        phases,
+                                    }) => {
+                                        tracing::debug!(at = ?started.elapsed(), ?phases, "payload ready");
+                                        landlock = Some(l)
+                                    }
                                     Ok(Report::SetupError { message }) => {
                                         setup_error = Some(message)
                                     }
@@ -612,6 +628,7 @@ pub fn run(
         }
     };
     let wall = started.elapsed();
+    tracing::debug!(at = ?wall, "init reaped");
 
     let stats = cg.as_ref().map(|c| c.stats()).unwrap_or_default();
     let cgroup_report = CgroupReport {
@@ -676,6 +693,7 @@ pub fn run(
     }
     limits.sort();
     limits.dedup();
+    tracing::debug!(at = ?started.elapsed(), "cgroup removed");
     Ok(RunReport {
         exit_code: reason.exit_code(),
         reason,

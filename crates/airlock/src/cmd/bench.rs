@@ -1,11 +1,213 @@
-//! `airlock bench`: benchmarks (placeholder replaced below).
+//! `airlock bench spawn`: start-to-exit latency of `/bin/true` under a
+//! profile, side by side in one run with bubblewrap and a plain fork+exec.
 
-use std::process::ExitCode;
+use std::process::{Command as Proc, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock_runtime::{Collect, ExitReason, RunRequest};
+use anyhow::{bail, Context};
 
 /// Benchmark commands.
 #[derive(Debug, clap::Subcommand)]
-pub(crate) enum Command {}
+pub(crate) enum Command {
+    /// Start-to-exit latency of a sandboxed /bin/true (p50, p99).
+    Spawn(SpawnArgs),
+}
+
+/// Options of `bench spawn`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SpawnArgs {
+    /// Runs per variant.
+    #[arg(long, short = 'n', default_value_t = 300)]
+    runs: usize,
+    /// Profile for the airlock variants.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Stats {
+    name: String,
+    runs: usize,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    mean_ms: f64,
+    max_ms: f64,
+}
+
+fn stats(name: &str, mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let pct = |p: f64| ms(v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]);
+    Stats {
+        name: name.to_string(),
+        runs: v.len(),
+        p50_ms: pct(0.50),
+        p90_ms: pct(0.90),
+        p99_ms: pct(0.99),
+        mean_ms: v.iter().map(|d| ms(*d)).sum::<f64>() / v.len() as f64,
+        max_ms: ms(*v.last().expect("runs > 0")),
+    }
+}
+
+fn time_command(runs: usize, mut make: impl FnMut() -> Proc) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut c = make();
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let t = Instant::now();
+        let st = c.status()?;
+        out.push(t.elapsed());
+        if !st.success() {
+            bail!("{c:?} failed: {st}");
+        }
+    }
+    Ok(out)
+}
+
+fn bwrap_command() -> Proc {
+    let mut c = Proc::new("bwrap");
+    c.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--ro-bind-try",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.cache",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/sbin",
+        "/sbin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "/bin/true",
+    ]);
+    c
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let profile = super::profile::load(&args.profile)?;
+    let req = RunRequest {
+        profile,
+        argv: vec!["/bin/true".into()],
+        workspace: None,
+        term: None,
+        cgroup_root: None,
+        inherit_stdin: false,
+        forward_signals: false,
+    };
+    let mut results = Vec::new();
+
+    // Warm-up: page cache, lazily created cgroup parents.
+    for _ in 0..5 {
+        airlock_runtime::run(&req, &mut Collect::default())?;
+    }
+    let mut lib = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let r = airlock_runtime::run(&req, &mut Collect::default())?;
+        lib.push(t.elapsed());
+        if r.reason != (ExitReason::Exit { code: 0 }) {
+            bail!("sandboxed /bin/true ended with {:?}", r.reason);
+        }
+    }
+    results.push(stats("airlock (library, in-process supervisor)", lib));
+    let rss = peak_rss_kib();
+
+    let exe = std::env::current_exe().context("locating the airlock binary")?;
+    let cli = time_command(args.runs, || {
+        let mut c = Proc::new(&exe);
+        c.args(["run", "--profile", &args.profile, "--", "/bin/true"]);
+        c
+    })?;
+    results.push(stats("airlock run (CLI, includes exec of airlock)", cli));
+
+    let have_bwrap = Proc::new("bwrap")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if have_bwrap {
+        let bw = time_command(args.runs, bwrap_command)?;
+        results.push(stats(
+            "bwrap --unshare-all --die-with-parent --new-session",
+            bw,
+        ));
+    }
+    let plain = time_command(args.runs, || Proc::new("/bin/true"))?;
+    results.push(stats("plain fork+exec", plain));
+
+    if args.json {
+        let doc = serde_json::json!({
+            "benchmark": "spawn",
+            "command": "/bin/true",
+            "profile": args.profile,
+            "supervisor_peak_rss_kib": rss,
+            "bwrap": have_bwrap,
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "spawn: start-to-exit of /bin/true, {} runs each, profile {:?}",
+            args.runs, args.profile
+        );
+        println!(
+            "{:<55} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "variant", "p50 ms", "p90 ms", "p99 ms", "mean ms", "max ms"
+        );
+        for s in &results {
+            println!(
+                "{:<55} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                s.name, s.p50_ms, s.p90_ms, s.p99_ms, s.mean_ms, s.max_ms
+            );
+        }
+        if !have_bwrap {
+            println!("(bwrap not installed: apt-get install bubblewrap to compare)");
+        }
+        println!("supervisor peak RSS: {rss} KiB");
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Command::Spawn(a) => spawn(a),
+    }
 }

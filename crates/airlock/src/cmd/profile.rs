@@ -38,7 +38,7 @@ pub(crate) fn load(name: &str) -> anyhow::Result<Profile> {
                     "{e}"
                 )
                 .with_source_code(miette::NamedSource::new(
-                    e.origin().to_string(),
+                    e.origin(),
                     e.source_text().to_string(),
                 ));
                 eprintln!("{report:?}");

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use airlock_policy::{ByteSize, HumanDuration, Overrides, Profile};
 use airlock_runtime::{OutputSink, RunRequest};
@@ -89,7 +88,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         memory: args.mem,
         pids: args.pids,
         cpus: args.cpus,
-        timeout: args.timeout.map(|t| Duration::from(t.0)),
+        timeout: args.timeout.map(|t| t.0),
         env: parse_env(&args.env)?,
     };
     let profile: Profile = profile.with_overrides(&overrides)?;

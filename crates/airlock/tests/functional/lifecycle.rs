@@ -129,7 +129,7 @@ fn cgroup_v2_path_places_kills_and_removes() {
             .expect("a cgroup2 mount (hybrid /sys/fs/cgroup/unified or unified /sys/fs/cgroup)");
         let marker = format!("sleep 981.{}", std::process::id());
         let script = format!("(setsid sh -c '{marker}' &); cat /proc/self/cgroup; {marker}");
-        let mut child = airlock(Mode::Root)
+        let child = airlock(Mode::Root)
             .args([
                 "run",
                 "--json",
