@@ -16,6 +16,8 @@
 //! airlock-probe statfs PATH...      mount flags and sizes: {PATH: {"ro","nosuid","nodev","noexec",..}}
 //! airlock-probe stat PATH...        {PATH: {"exists","errno","size","mode","uid","gid"}}
 //! airlock-probe write PATH TEXT     create/truncate PATH with TEXT: {"path","ok","errno"}
+//! airlock-probe read PATH           a whole file (lossy UTF-8): {"path","ok","errno","content"}
+//! airlock-probe readable PATH...    try to read each: {PATH: {"bytes" (first read, <= 4096), "errno"}}
 //! airlock-probe fdbomb              open files until refused: {"opened","errno"}
 //! airlock-probe forkbomb            fork sleeping children until refused: {"forked","errno"}
 //! airlock-probe membomb MB          allocate and touch MB MiB: {"allocated_mb","requested_mb","errno"}
@@ -110,6 +112,17 @@ fn main() {
                 "errno": r.err().and_then(|e| e.raw_os_error()),
             }));
         }
+        "read" => {
+            let path = arg(&args, 1, "PATH");
+            let r = std::fs::read(path);
+            print(&json!({
+                "path": path,
+                "ok": r.is_ok(),
+                "errno": r.as_ref().err().and_then(|e| e.raw_os_error()),
+                "content": r.ok().map(|b| String::from_utf8_lossy(&b).into_owned()),
+            }));
+        }
+        "readable" => print(&readable_all(&args[1..])),
         "fdbomb" => print(&fdbomb()),
         "forkbomb" => print(&forkbomb()),
         "membomb" => print(&membomb(num(arg(&args, 1, "MB"), "MB"))),
@@ -217,6 +230,7 @@ fn identity() -> Value {
         "session_leader": sid == pid,
         "tty_openable": tty >= 0,
         "tty_errno": tty_errno,
+        "fd_is_tty": (0..3).map(|fd| unsafe { libc::isatty(fd) } == 1).collect::<Vec<_>>(),
         "uid_map": read_text("/proc/self/uid_map"),
         "gid_map": read_text("/proc/self/gid_map"),
         "hostname": hostname,
@@ -263,6 +277,35 @@ fn stat_all(paths: &[String]) -> Value {
                 "gid": md.gid(),
             }),
             Err(e) => json!({ "exists": false, "errno": e.raw_os_error() }),
+        };
+        m.insert(p.clone(), v);
+    }
+    Value::Object(m)
+}
+
+/// One non-blocking read of each path: how many bytes came back, or errno.
+fn readable_all(paths: &[String]) -> Value {
+    let mut m = Map::new();
+    for p in paths {
+        let c = cstr(p);
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        let v = if fd < 0 {
+            json!({ "bytes": null, "errno": errno(), "opened": false })
+        } else {
+            let mut buf = [0u8; 4096];
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            let e = errno();
+            unsafe { libc::close(fd) };
+            if n < 0 {
+                json!({ "bytes": null, "errno": e, "opened": true })
+            } else {
+                json!({ "bytes": n, "errno": null, "opened": true })
+            }
         };
         m.insert(p.clone(), v);
     }

@@ -1,0 +1,366 @@
+//! The shared harness of the black-box tests: the real `airlock` binary,
+//! run as root and rootless, with the `airlock-probe` binary copied into a
+//! fresh workspace so that it runs inside the sandbox.
+//!
+//! Root mode runs airlock as the test's own user (root in CI) with a
+//! workspace owned by [`ROOT_MODE_OWNER`], so the sandbox runs as that uid.
+//! Rootless mode runs airlock through `setpriv` as [`ROOTLESS_UID`] when the
+//! tests run as root, or directly as the current user otherwise.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part
+
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// Owner of the workspace in root mode: airlock runs the sandbox as the
+/// workspace owner, and refuses a root-owned one.
+pub const ROOT_MODE_OWNER: u32 = 4242;
+/// The uid rootless runs switch to when the tests run as root.
+pub const ROOTLESS_UID: u32 = 65534;
+/// Timeout given to every sandbox run, so that a hang fails instead of
+/// stalling the suite.
+pub const RUN_TIMEOUT: &str = "60s";
+
+pub const EPERM: i64 = 1;
+pub const ENOENT: i64 = 2;
+pub const EACCES: i64 = 13;
+pub const EINVAL: i64 = 22;
+pub const EROFS: i64 = 30;
+pub const ENOSPC: i64 = 28;
+pub const ENOSYS: i64 = 38;
+pub const ECONNREFUSED: i64 = 111;
+pub const SIGSYS: i64 = 31;
+
+/// How airlock is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// airlock runs as root (only when the tests do).
+    Root,
+    /// airlock runs as an unprivileged user.
+    Rootless,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Root => "root",
+            Mode::Rootless => "rootless",
+        })
+    }
+}
+
+/// The effective uid of the test process.
+pub fn euid() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .expect("Uid line in /proc/self/status")
+}
+
+pub fn is_root() -> bool {
+    euid() == 0
+}
+
+/// Both modes when the tests run as root (as CI does), else rootless only.
+pub fn modes() -> Vec<Mode> {
+    if is_root() {
+        vec![Mode::Root, Mode::Rootless]
+    } else {
+        vec![Mode::Rootless]
+    }
+}
+
+/// The host uid the sandbox is expected to run as in `mode`.
+pub fn expected_host_uid(mode: Mode) -> u32 {
+    match (mode, is_root()) {
+        (Mode::Root, _) => ROOT_MODE_OWNER,
+        (Mode::Rootless, true) => ROOTLESS_UID,
+        (Mode::Rootless, false) => euid(),
+    }
+}
+
+pub fn airlock_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_airlock"))
+}
+
+/// The probe binary, built next to airlock by `cargo build --workspace`.
+pub fn probe_bin() -> PathBuf {
+    let p = airlock_bin()
+        .parent()
+        .expect("airlock binary has a directory")
+        .join("airlock-probe");
+    assert!(
+        p.is_file(),
+        "{} is missing: build the probe: cargo build -p airlock-probe",
+        p.display()
+    );
+    p
+}
+
+/// A link to (or copy of) `src` at `dst`, with a world-readable mode.
+fn publish(src: &Path, dst: &Path) {
+    if fs::hard_link(src, dst).is_err() {
+        fs::copy(src, dst)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+    }
+    let mode = fs::metadata(dst).unwrap().permissions().mode();
+    if mode & 0o005 != 0o005 {
+        fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// A fresh traversable (0755) directory under /tmp, removed on drop.
+pub fn public_tempdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("airlock-test-")
+        .tempdir_in("/tmp")
+        .expect("create a temporary directory under /tmp");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// The outcome of one airlock invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub mode: Mode,
+    pub args: Vec<String>,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Everything about the run, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "[{}] airlock {}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.mode,
+            self.args.join(" "),
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.output.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", self.describe()))
+    }
+
+    /// The last line of `text` that is a JSON object or array (the probe
+    /// prints one line; airlock may add its own diagnostics around it).
+    fn last_json_line(text: &str) -> Option<Value> {
+        text.lines()
+            .rev()
+            .filter(|l| l.starts_with('{') || l.starts_with('['))
+            .find_map(|l| serde_json::from_str(l).ok())
+    }
+
+    /// The probe's answer: the last JSON line of stdout.
+    pub fn probe_json(&self) -> Value {
+        Self::last_json_line(&self.stdout())
+            .unwrap_or_else(|| panic!("the probe printed no JSON\n{}", self.describe()))
+    }
+
+    /// With `--json`, the probe's stdout is sent to stderr.
+    pub fn probe_json_from_stderr(&self) -> Value {
+        Self::last_json_line(&self.stderr())
+            .unwrap_or_else(|| panic!("the probe printed no JSON on stderr\n{}", self.describe()))
+    }
+}
+
+/// A workspace with the probe in it, and the way to run airlock in `mode`.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub mode: Mode,
+    /// 0755 holder of the workspace and (rootless) the airlock binary.
+    root: tempfile::TempDir,
+    workspace: PathBuf,
+    airlock: PathBuf,
+    owner: Option<u32>,
+}
+
+impl Sandbox {
+    pub fn new(mode: Mode) -> Sandbox {
+        let root_user = is_root();
+        assert!(
+            mode == Mode::Rootless || root_user,
+            "root mode needs the tests to run as root"
+        );
+        let root = public_tempdir();
+        let workspace = root.path().join("ws");
+        fs::create_dir(&workspace).unwrap();
+        fs::set_permissions(&workspace, fs::Permissions::from_mode(0o755)).unwrap();
+        let probe = workspace.join("probe");
+        fs::copy(probe_bin(), &probe).expect("copy the probe into the workspace");
+        fs::set_permissions(&probe, fs::Permissions::from_mode(0o755)).unwrap();
+        let (airlock, owner) = match (mode, root_user) {
+            (Mode::Root, _) => (airlock_bin(), Some(ROOT_MODE_OWNER)),
+            (Mode::Rootless, true) => {
+                // The checkout may sit under a 0700 directory such as /root.
+                let bin = root.path().join("airlock");
+                publish(&airlock_bin(), &bin);
+                (bin, Some(ROOTLESS_UID))
+            }
+            (Mode::Rootless, false) => (airlock_bin(), None),
+        };
+        let sb = Sandbox {
+            mode,
+            root,
+            workspace,
+            airlock,
+            owner,
+        };
+        sb.chown(&sb.workspace);
+        sb.chown(&probe);
+        sb
+    }
+
+    /// The host directory bound as /workspace.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    /// A private scratch directory next to the workspace (not visible inside).
+    pub fn outside(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Hand a host path to the sandbox's owner.
+    pub fn chown(&self, p: &Path) {
+        if let Some(uid) = self.owner {
+            std::os::unix::fs::lchown(p, Some(uid), Some(uid))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+        }
+    }
+
+    /// Write a file into the workspace, owned by the sandbox's owner.
+    pub fn put(&self, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        let p = self.workspace.join(name);
+        fs::write(&p, contents).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        self.chown(&p);
+        p
+    }
+
+    /// `airlock` started the way `mode` needs, with no arguments yet.
+    pub fn command(&self) -> Command {
+        let mut c = if self.mode == Mode::Rootless && is_root() {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={ROOTLESS_UID}"))
+                .arg(format!("--regid={ROOTLESS_UID}"))
+                .arg("--clear-groups")
+                .arg(&self.airlock);
+            c
+        } else {
+            Command::new(&self.airlock)
+        };
+        c.current_dir("/")
+            .env_remove("AIRLOCK_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Run `airlock ARGS` to completion.
+    pub fn airlock(&self, args: &[&str]) -> Run {
+        self.airlock_with(args, |_| {})
+    }
+
+    /// Run `airlock ARGS` after `tweak` adjusted the command (env, stdin).
+    pub fn airlock_with(&self, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Run {
+        let mut c = self.command();
+        c.args(args);
+        tweak(&mut c);
+        let output = c
+            .output()
+            .unwrap_or_else(|e| panic!("[{}] cannot start airlock {args:?}: {e}", self.mode));
+        Run {
+            mode: self.mode,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            output,
+        }
+    }
+
+    /// `airlock run --workspace WS --timeout T [opts] -- /workspace/probe ARGS`.
+    pub fn run_probe(&self, opts: &[&str], probe_args: &[&str]) -> Run {
+        let ws = self.workspace.to_str().expect("utf-8 temp path");
+        let mut args = vec!["run", "--workspace", ws, "--timeout", RUN_TIMEOUT];
+        args.extend_from_slice(opts);
+        args.push("--");
+        args.push("/workspace/probe");
+        args.extend_from_slice(probe_args);
+        self.airlock(&args)
+    }
+
+    /// Run the probe, require exit 0, and return its JSON answer.
+    pub fn probe(&self, probe_args: &[&str]) -> Value {
+        let r = self.run_probe(&[], probe_args);
+        assert_eq!(
+            r.code(),
+            Some(0),
+            "[{}] probe {probe_args:?} did not exit 0\n{}",
+            self.mode,
+            r.describe()
+        );
+        r.probe_json()
+    }
+
+    /// Run the probe with `--json`: (airlock's report, the probe's answer).
+    pub fn probe_with_report(&self, probe_args: &[&str]) -> (Value, Value) {
+        let r = self.run_probe(&["--json"], probe_args);
+        assert_eq!(
+            r.code(),
+            Some(0),
+            "[{}] probe {probe_args:?} did not exit 0\n{}",
+            self.mode,
+            r.describe()
+        );
+        (r.json(), r.probe_json_from_stderr())
+    }
+}
+
+/// Run the probe directly on the host (no sandbox), as the test's user.
+/// Only for harmless look-ups that show what the sandbox hides.
+pub fn probe_on_host(args: &[&str]) -> Value {
+    let out = Command::new(probe_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the probe on the host");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "probe {args:?} on the host printed no JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Pretty JSON for assertion messages.
+pub fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// The host's owner uid of a path.
+pub fn owner_of(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().uid()
+}
