@@ -1,4 +1,9 @@
 //! Functional black-box tests of the `airlock` binary.
 
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
 mod lifecycle;
 mod limits;
+mod run;
