@@ -16,7 +16,9 @@
 //!    and exits, which makes the kernel kill everything left in the namespace.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use rustix::event::{poll, PollFd, PollFlags};
 use std::path::{Path, PathBuf};
 
 use crate::proto::{InitConfig, Report};
@@ -114,22 +116,42 @@ pub(crate) fn main() -> ! {
     }
     mark(&mut cfg, "placed");
     let spec = &cfg.spec;
+    // The payload hands init its exit-watch listener over this pair.
+    let (watch_init, watch_payload) = match rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    ) {
+        Ok(p) => p,
+        Err(e) => fail(format!("socketpair: {e}")),
+    };
     let payload = match unsafe_fork() {
-        Forked::Child => crate::payload::run(&cfg, exe.as_deref(), t0),
+        Forked::Child => {
+            drop(watch_init);
+            crate::payload::run(&cfg, exe.as_deref(), watch_payload, t0)
+        }
         Forked::Parent(pid) => pid,
     };
+    drop(watch_payload);
+    let listener = receive_listener(&watch_init);
+    drop(watch_init);
 
     // Init keeps no privilege while the payload runs.
     let _ = sys::set_non_dumpable();
     let _ = crate::caps::drop_all();
 
-    let status = reap_until(payload, &set);
+    let (status, nofile) = reap_until(payload, &set, listener.as_ref(), spec.rlimits.nofile);
     let full = crate::mounts::capped_mounts(spec)
         .into_iter()
         .filter(|p| is_full(p))
         .map(|p| p.display().to_string())
         .collect();
-    send(&Report::Exit { status, full });
+    send(&Report::Exit {
+        status,
+        full,
+        nofile,
+    });
     sys::exit_now(0);
 }
 
@@ -175,27 +197,69 @@ fn resolve(spec: &JailSpec) -> Option<PathBuf> {
     fallback
 }
 
-/// Reap every child; forward signals to the payload. Returns the payload's
-/// raw wait status.
-fn reap_until(payload: libc::pid_t, set: &libc::sigset_t) -> i32 {
+fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    rustix::net::recvmsg(
+        sock,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut anc,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )
+    .ok()?;
+    anc.drain().find_map(|m| match m {
+        rustix::net::RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    })
+}
+
+/// Reap every child, forward signals to the payload, and answer exit-watch
+/// notifications. Returns the payload's raw wait status and whether any
+/// process exited holding RLIMIT_NOFILE fds.
+fn reap_until(
+    payload: libc::pid_t,
+    set: &libc::sigset_t,
+    listener: Option<&OwnedFd>,
+    nofile: u64,
+) -> (i32, bool) {
+    // SAFETY: `set` is initialised and blocked in this thread; -1 asks for a new fd.
+    let sfd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if sfd < 0 {
+        fail(format!("signalfd: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: signalfd returned a fresh fd that we now own.
+    let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+    let mut nofile_hit = false;
     loop {
-        // SAFETY: siginfo_t is plain data; sigwaitinfo fills it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is initialised and blocked; `info` is writable.
-        let sig = unsafe { libc::sigwaitinfo(set, &mut info) };
-        if sig < 0 {
+        let mut fds = vec![PollFd::new(&sfd, PollFlags::IN)];
+        if let Some(l) = listener {
+            fds.push(PollFd::new(l, PollFlags::IN));
+        }
+        if poll(&mut fds, None).is_err() {
             continue; // EINTR
         }
-        if sig == libc::SIGCHLD {
+        let listener_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        drop(fds);
+        if listener_ready {
+            if let Some(count) = listener.and_then(crate::exitwatch::serve_one) {
+                nofile_hit |= count as u64 >= nofile;
+            }
+        }
+        let mut info = [0u8; 128]; // struct signalfd_siginfo
+        while let Ok(128) = rustix::io::read(&sfd, &mut info) {
+            let sig = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+            if sig != libc::SIGCHLD {
+                sys::kill(payload, sig);
+                continue;
+            }
             loop {
                 match sys::wait4(-1, libc::WNOHANG) {
-                    Ok(Some((pid, status, _))) if pid == payload => return status,
+                    Ok(Some((pid, status, _))) if pid == payload => return (status, nofile_hit),
                     Ok(Some(_)) => continue,
                     Ok(None) | Err(_) => break,
                 }
             }
-        } else {
-            sys::kill(payload, sig);
         }
     }
 }

@@ -29,6 +29,7 @@ mod caps;
 mod cgroup;
 mod doctor;
 mod error;
+mod exitwatch;
 mod init;
 mod landlock;
 mod mounts;

@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::init::c_strings;
 use crate::proto::{InitConfig, Report};
 use crate::sys;
+use std::os::fd::{AsFd, OwnedFd};
 
 fn fail(message: String) -> ! {
     let bytes = serde_json::to_vec(&Report::SetupError { message }).expect("serializes");
@@ -17,7 +18,12 @@ fn fail(message: String) -> ! {
 }
 
 /// Contain the calling process and exec the command. Never returns.
-pub(crate) fn run(cfg: &InitConfig, exe: Option<&Path>, t0: std::time::Instant) -> ! {
+pub(crate) fn run(
+    cfg: &InitConfig,
+    exe: Option<&Path>,
+    watch_sock: OwnedFd,
+    t0: std::time::Instant,
+) -> ! {
     let spec = &cfg.spec;
     let mut phases = cfg.phases.clone();
     let mut mark = |name: &str| phases.push((name.to_string(), t0.elapsed().as_micros() as u64));
@@ -91,7 +97,28 @@ pub(crate) fn run(cfg: &InitConfig, exe: Option<&Path>, t0: std::time::Instant) 
         fail(format!("installing seccomp filter: {e}"));
     }
 
-    // 10. Tell the supervisor we are about to exec (fd 3 is close-on-exec).
+    // 10. The exit watch (a user-notification filter on exit_group) goes on
+    //     last; its listener is handed to init and closed here at once, so
+    //     no exit of ours can wait on a listener only we hold.
+    match crate::exitwatch::install() {
+        Ok(listener) => {
+            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+            let fds = [listener.as_fd()];
+            anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+            let _ = rustix::net::sendmsg(
+                &watch_sock,
+                &[std::io::IoSlice::new(b"L")],
+                &mut anc,
+                rustix::net::SendFlags::NOSIGNAL,
+            );
+            drop(listener);
+        }
+        Err(e) => tracing::debug!(errno = e, "exit watch unavailable"),
+    }
+    drop(watch_sock);
+
+    // 11. Tell the supervisor we are about to exec (fd 3 is close-on-exec).
     // SAFETY: integer-only fcntl on our own control fd.
     unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
     sys::write_all_raw(3, &ready);

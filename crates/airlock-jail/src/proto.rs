@@ -74,5 +74,10 @@ pub(crate) enum Report {
     /// The payload could not be executed.
     ExecError { errno: i32, path: String },
     /// The payload ended; `status` is the raw wait status.
-    Exit { status: i32, full: Vec<String> },
+    Exit {
+        status: i32,
+        full: Vec<String>,
+        /// A process exited holding as many fds as RLIMIT_NOFILE allows.
+        nofile: bool,
+    },
 }

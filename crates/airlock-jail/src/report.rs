@@ -69,6 +69,8 @@ pub enum LimitHit {
     Disk,
     /// RLIMIT_FSIZE: a file grew past the limit (SIGXFSZ).
     Fsize,
+    /// RLIMIT_NOFILE: a process exited with every fd it may open in use.
+    Nofile,
 }
 
 /// Byte counts of one output stream.

@@ -485,7 +485,7 @@ pub fn run(
     let mut landlock: Option<LandlockReport> = None;
     let mut setup_error: Option<String> = None;
     let mut exec_error: Option<i32> = None;
-    let mut payload_exit: Option<(i32, Vec<String>)> = None;
+    let mut payload_exit: Option<(i32, Vec<String>, bool)> = None;
     let mut timed_out = false;
     let mut killed = false;
     let mut init_done: Option<(i32, libc::rusage)> = None;
@@ -586,9 +586,11 @@ pub fn run(
                                             std::io::Error::from_raw_os_error(errno)
                                         ));
                                     }
-                                    Ok(Report::Exit { status, full }) => {
-                                        payload_exit = Some((status, full))
-                                    }
+                                    Ok(Report::Exit {
+                                        status,
+                                        full,
+                                        nofile,
+                                    }) => payload_exit = Some((status, full, nofile)),
                                     Err(e) => {
                                         setup_error =
                                             Some(format!("malformed report from sandbox: {e}"))
@@ -649,8 +651,11 @@ pub fn run(
         ExitReason::Timeout
     } else if let Some(errno) = exec_error {
         ExitReason::ExecFailed { errno }
-    } else if let Some((status, full)) = payload_exit {
+    } else if let Some((status, full, nofile)) = payload_exit {
         full_mounts = full;
+        if nofile {
+            limits.push(LimitHit::Nofile);
+        }
         match decode_status(status) {
             ExitReason::Signal { signal } if signal == libc::SIGKILL && stats.oom_killed => {
                 ExitReason::Memory

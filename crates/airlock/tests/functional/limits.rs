@@ -216,6 +216,12 @@ fn fd_bomb_is_bounded_by_nofile() {
             opened < 1024 && opened > 900,
             "{mode:?}: opened {opened} fds"
         );
+        // And the run reports the fd limit (the exit watch saw a full table).
+        let r = json_run(mode, &["--", "python3", "-c", bomb], None);
+        assert!(limits(&r).contains(&"nofile".into()), "{mode:?}: fd limit not reported: {r}");
+        // A benign run does not report it.
+        let r = json_run(mode, &["--", "python3", "-c", "import os; os.open('/dev/null', os.O_RDONLY)"], None);
+        assert!(!limits(&r).contains(&"nofile".into()), "{mode:?}: false nofile report: {r}");
     }
 }
 
