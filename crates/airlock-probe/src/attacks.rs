@@ -12,6 +12,7 @@
 use std::ffi::CStr;
 use std::io::Read;
 use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -198,6 +199,9 @@ pub(crate) const ALL: &[&str] = &[
     "write_sysrq",
     "read_kcore",
     "read_kmsg",
+    "read_proc1_mem",
+    "write_init_exe",
+    "leaked_fds",
     "list_dev",
     // visibility
     "see_host_pids",
@@ -607,6 +611,12 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
         "write_proc_sys" => write_existing("/proc/sys/kernel/hostname", b"pwned"),
         "write_sysrq" => write_existing("/proc/sysrq-trigger", b"h"),
         "read_kcore" => read_file("/proc/kcore"),
+        // Init is not dumpable: its memory and executable are off limits
+        // (CVE-2019-5736 overwrote the runtime through /proc/PID/exe).
+        "read_proc1_mem" => read_proc1_mem(),
+        "write_init_exe" => write_existing("/proc/1/exe", b"\x7fELF"),
+        "leaked_fds" => leaked_fds(),
+        "sysv_shm" => sysv_shm(arg?),
         "read_kmsg" => read_kmsg(),
         "list_dev" => list_dev(),
         "see_host_pids" => see_host_pids(),
@@ -645,6 +655,9 @@ pub(crate) fn run_all() -> Value {
     Value::Array(ALL.iter().map(|name| run_in_child(name)).collect())
 }
 
+/// The fd an `attack-all` child writes its result to (not a leak).
+static RESULT_FD: AtomicI32 = AtomicI32::new(-1);
+
 fn run_in_child(name: &str) -> Value {
     let mut fds = [0i32; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -659,6 +672,7 @@ fn run_in_child(name: &str) -> Value {
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         unsafe { libc::close(fds[0]) };
+        RESULT_FD.store(fds[1], Ordering::Relaxed);
         // A hung attack must not hang the suite.
         unsafe { libc::alarm(10) };
         let v = run(name, None)
@@ -1635,5 +1649,79 @@ fn connect_abstract(name: &str) -> Outcome {
                 .with_data(json!({ "banner": String::from_utf8_lossy(&buf[..n]) }))
         }
         Err(e) => Outcome::failed(io_errno(&e), format!("connect(@{name}): {e}")),
+    }
+}
+
+/// Reads pid 1's memory through /proc (needs ptrace access to init).
+fn read_proc1_mem() -> Outcome {
+    let fd = match open_ro(c"/proc/1/mem") {
+        Ok(fd) => fd,
+        Err(e) => return Outcome::failed(Some(e), format!("open(/proc/1/mem): {}", strerror(e))),
+    };
+    // Somewhere in init's address space that is commonly mapped.
+    let mut buf = [0u8; 16];
+    let r = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0x40_0000) };
+    let e = errno();
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        // Opened, but the memory could not be read: still a broken barrier.
+        Outcome::ok(format!("/proc/1/mem opened (pread: {})", strerror(e)))
+    } else {
+        Outcome::ok(format!("read {r} bytes of init's memory"))
+    }
+}
+
+/// File descriptors the payload holds beyond stdin, stdout and stderr (a
+/// leaked fd to a host directory is an escape, as in CVE-2024-21626), and
+/// whether any of 0-2 is a directory.
+fn leaked_fds() -> Outcome {
+    let ignore = RESULT_FD.load(Ordering::Relaxed);
+    let names: Vec<String> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => {
+            return Outcome::failed(e.raw_os_error(), format!("read_dir(/proc/self/fd): {e}"))
+        }
+    };
+    let mut fds = serde_json::Map::new();
+    let mut leaked = Vec::new();
+    for n in names {
+        let Ok(fd) = n.parse::<i32>() else { continue };
+        // The directory listing's own fd is closed by now: it fails here.
+        let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+            continue;
+        };
+        if fd == ignore {
+            continue;
+        }
+        let target = target.display().to_string();
+        let is_dir = std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.is_dir());
+        if fd > 2 || is_dir {
+            leaked.push(fd);
+        }
+        fds.insert(fd.to_string(), json!({ "target": target, "dir": is_dir }));
+    }
+    let data = json!({ "fds": fds, "leaked": leaked });
+    if leaked.is_empty() {
+        Outcome::failed(None, "only fds 0-2 are open, none a directory").with_data(data)
+    } else {
+        Outcome::ok(format!("extra or directory fds: {leaked:?}")).with_data(data)
+    }
+}
+
+/// IPC_STAT on a SysV shared memory id: visible only in the same IPC namespace.
+fn sysv_shm(id: &str) -> Outcome {
+    let Ok(id) = id.parse::<i32>() else {
+        return Outcome::failed(Some(libc::EINVAL), format!("bad shm id {id:?}"));
+    };
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) };
+    if r < 0 {
+        let e = errno();
+        Outcome::failed(Some(e), format!("shmctl({id}, IPC_STAT): {}", strerror(e)))
+    } else {
+        Outcome::ok(format!("shm {id} is visible: {} bytes", ds.shm_segsz))
     }
 }

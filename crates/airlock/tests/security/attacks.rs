@@ -190,6 +190,9 @@ denied! {
     write_root => [EROFS, EACCES],
     write_etc_passwd => [EROFS, EACCES],
     write_proc_sys => [EROFS, EACCES],
+    // Init is not dumpable: no ptrace-style access through /proc.
+    read_proc1_mem => [EACCES, EPERM],
+    write_init_exe => [EACCES, EPERM],
 }
 
 /// Attacks that `attack-all` runs and other tests assert with their own
@@ -204,6 +207,7 @@ const ASSERTED_ELSEWHERE: &[&str] = &[
     "read_kcore",
     "read_kmsg",
     "list_dev",
+    "leaked_fds",
     "see_host_pids",
     "net_interfaces",
 ];

@@ -289,6 +289,36 @@ fn sensitive_proc_files_are_masked() {
     }
 }
 
+/// The payload holds stdin, stdout and stderr only, none of them a
+/// directory, and starts in the workspace (a leaked fd or cwd pointing at a
+/// host directory is an escape: CVE-2024-21626).
+#[test]
+fn no_file_descriptor_or_cwd_leads_outside() {
+    for mode in modes() {
+        let r = result(mode, "leaked_fds");
+        assert_eq!(
+            r["succeeded"],
+            Value::Bool(false),
+            "[{mode}] the payload holds extra or directory fds:\n{}",
+            pretty(r)
+        );
+        let fds = r["data"]["fds"].as_object().expect("fd map");
+        assert_eq!(
+            fds.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["0", "1", "2"],
+            "[{mode}] control: fds 0-2 should be listed:\n{}",
+            pretty(r)
+        );
+        let id = Sandbox::new(mode).probe(&["identity"]);
+        assert_eq!(
+            id["cwd"].as_str(),
+            Some("/workspace"),
+            "[{mode}] the payload does not start in /workspace:\n{}",
+            pretty(&id)
+        );
+    }
+}
+
 #[test]
 fn dev_has_only_harmless_devices() {
     let allowed: BTreeSet<&str> = [

@@ -132,6 +132,65 @@ fn host_loopback_tcp_is_unreachable() {
     }
 }
 
+/// A host SysV shared memory segment, removed on drop.
+struct HostShm(String);
+
+impl HostShm {
+    fn new() -> HostShm {
+        let out = std::process::Command::new("ipcmk")
+            .args(["-M", "4096"])
+            .output()
+            .expect("run ipcmk (util-linux)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let id = text
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|id| id.parse::<i32>().is_ok())
+            .unwrap_or_else(|| panic!("unexpected ipcmk output: {text:?}"));
+        HostShm(id.to_string())
+    }
+}
+
+impl Drop for HostShm {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ipcrm")
+            .args(["-m", &self.0])
+            .status();
+    }
+}
+
+/// The sandbox has its own IPC namespace: host SysV objects do not exist.
+#[test]
+fn host_sysv_ipc_is_invisible() {
+    let shm = HostShm::new();
+    let base = probe_on_host(&["attack", "sysv_shm", &shm.0]);
+    assert_eq!(
+        base["succeeded"],
+        Value::Bool(true),
+        "baseline: the probe cannot see shm {} even on the host:\n{}",
+        shm.0,
+        pretty(&base)
+    );
+    for mode in modes() {
+        let r = Sandbox::new(mode).probe(&["attack", "sysv_shm", &shm.0]);
+        assert_eq!(
+            r["succeeded"],
+            Value::Bool(false),
+            "[{mode}] the sandbox sees the host's SysV shm {}:\n{}",
+            shm.0,
+            pretty(&r)
+        );
+        assert_eq!(
+            r["errno"].as_i64(),
+            Some(EINVAL),
+            "[{mode}] shm {} should not exist in the sandbox's IPC namespace:\n{}",
+            shm.0,
+            pretty(&r)
+        );
+    }
+}
+
 /// Abstract unix sockets belong to the network namespace (X11 and D-Bus
 /// listen there); the host's must be out of reach.
 #[test]
