@@ -105,16 +105,32 @@ pub fn probe_bin() -> PathBuf {
     p
 }
 
-/// A link to (or copy of) `src` at `dst`, with a world-readable mode.
-fn publish(src: &Path, dst: &Path) {
-    if fs::hard_link(src, dst).is_err() {
-        fs::copy(src, dst)
-            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+/// A world-executable airlock binary inside `dir` (0755): a hard link when
+/// the build directory is on the same filesystem, else a path to one copy
+/// shared by all test processes of this build (named by size and mtime, so
+/// a rebuild gets a fresh one).
+fn public_airlock(dir: &Path) -> PathBuf {
+    let src = airlock_bin();
+    let dst = dir.join("airlock");
+    let m = fs::metadata(&src).expect("stat the airlock binary");
+    if m.permissions().mode() & 0o005 == 0o005 && fs::hard_link(&src, &dst).is_ok() {
+        return dst;
     }
-    let mode = fs::metadata(dst).unwrap().permissions().mode();
-    if mode & 0o005 != 0o005 {
-        fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = PathBuf::from(format!(
+        "/tmp/airlock-test-bin-{}-{}",
+        m.len(),
+        m.mtime_nsec() + m.mtime() * 1_000_000_000
+    ));
+    let bin = shared.join("airlock");
+    if !bin.is_file() {
+        fs::create_dir_all(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = shared.join(format!("airlock.{}", std::process::id()));
+        fs::copy(&src, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::rename(&tmp, &bin).unwrap();
     }
+    bin
 }
 
 /// A fresh traversable (0755) directory under /tmp, removed on drop.
@@ -215,9 +231,7 @@ impl Sandbox {
             (Mode::Root, _) => (airlock_bin(), Some(ROOT_MODE_OWNER)),
             (Mode::Rootless, true) => {
                 // The checkout may sit under a 0700 directory such as /root.
-                let bin = root.path().join("airlock");
-                publish(&airlock_bin(), &bin);
-                (bin, Some(ROOTLESS_UID))
+                (public_airlock(root.path()), Some(ROOTLESS_UID))
             }
             (Mode::Rootless, false) => (airlock_bin(), None),
         };
