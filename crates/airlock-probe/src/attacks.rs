@@ -617,6 +617,9 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
         "write_init_exe" => write_existing("/proc/1/exe", b"\x7fELF"),
         "leaked_fds" => leaked_fds(),
         "sysv_shm" => sysv_shm(arg?),
+        // Not in ALL: only meaningful when the test hands airlock a host
+        // directory or file as stdin.
+        "stdin_escape" => stdin_escape(),
         "read_kmsg" => read_kmsg(),
         "list_dev" => list_dev(),
         "see_host_pids" => see_host_pids(),
@@ -1723,5 +1726,113 @@ fn sysv_shm(id: &str) -> Outcome {
         Outcome::failed(Some(e), format!("shmctl({id}, IPC_STAT): {}", strerror(e)))
     } else {
         Outcome::ok(format!("shm {id} is visible: {} bytes", ds.shm_segsz))
+    }
+}
+
+/// What an inherited stdin gives away. For a directory: its entries read
+/// straight from the already-open fd (getdents64, no new open), a stat and
+/// an open of `etc/passwd` beneath it, and a reopen through /proc. For a
+/// regular file: a reopen for writing through /proc/self/fd/0. Succeeds if
+/// any of these reached a host object.
+fn stdin_escape() -> Outcome {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut st) } != 0 {
+        let e = errno();
+        return Outcome::failed(Some(e), format!("fstat(0): {}", strerror(e)));
+    }
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => "dir",
+        libc::S_IFREG => "file",
+        libc::S_IFIFO => "fifo",
+        libc::S_IFCHR => "char",
+        libc::S_IFSOCK => "socket",
+        _ => "other",
+    };
+    let mut found = Vec::new();
+    let mut data = serde_json::Map::new();
+    data.insert("fd0_type".into(), json!(kind));
+    if kind == "dir" {
+        // getdents64 on fd 0 itself.
+        let mut buf = vec![0u8; 32 * 1024];
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, 0, buf.as_mut_ptr(), buf.len()) };
+        let mut names = Vec::new();
+        if n > 0 {
+            let mut off = 0usize;
+            while off < n as usize {
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                let name = &buf[off + 19..off + reclen];
+                let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+                let name = String::from_utf8_lossy(&name[..end]).into_owned();
+                if name != "." && name != ".." {
+                    names.push(name);
+                }
+                off += reclen;
+            }
+            found.push(format!("listed {} entries through fd 0", names.len()));
+        }
+        data.insert(
+            "getdents".into(),
+            json!({ "entries": names, "errno": if n < 0 { Some(errno()) } else { None } }),
+        );
+        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::fstatat(0, c"etc/passwd".as_ptr(), &mut sb, 0) };
+        data.insert(
+            "fstatat_etc_passwd".into(),
+            json!({ "ok": r == 0, "errno": if r != 0 { Some(errno()) } else { None } }),
+        );
+        if r == 0 {
+            found.push("stat etc/passwd beneath fd 0".into());
+        }
+        let fd =
+            unsafe { libc::openat(0, c"etc/passwd".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let e = errno();
+        data.insert(
+            "openat_etc_passwd".into(),
+            json!({ "ok": fd >= 0, "errno": if fd < 0 { Some(e) } else { None } }),
+        );
+        if fd >= 0 {
+            unsafe { libc::close(fd) };
+            found.push("opened etc/passwd beneath fd 0".into());
+        }
+        match std::fs::read_dir("/proc/self/fd/0") {
+            Ok(rd) => {
+                found.push(format!("reopened fd 0 and listed {} entries", rd.count()));
+                data.insert("reopen".into(), json!({ "ok": true }));
+            }
+            Err(e) => {
+                data.insert(
+                    "reopen".into(),
+                    json!({ "ok": false, "errno": e.raw_os_error() }),
+                );
+            }
+        }
+    }
+    if kind == "file" {
+        let fd = unsafe {
+            libc::open(
+                c"/proc/self/fd/0".as_ptr(),
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+            )
+        };
+        let e = errno();
+        data.insert(
+            "reopen_for_write".into(),
+            json!({ "ok": fd >= 0, "errno": if fd < 0 { Some(e) } else { None } }),
+        );
+        if fd >= 0 {
+            let w = unsafe { libc::write(fd, b"airlock-probe was here\n".as_ptr().cast(), 23) };
+            unsafe { libc::close(fd) };
+            found.push(format!("reopened stdin for writing (write returned {w})"));
+        }
+    }
+    let data = Value::Object(data);
+    if found.is_empty() {
+        Outcome::failed(
+            None,
+            format!("stdin is a {kind}; nothing reached through it"),
+        )
+        .with_data(data)
+    } else {
+        Outcome::ok(found.join("; ")).with_data(data)
     }
 }
