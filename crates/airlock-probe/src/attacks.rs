@@ -197,6 +197,7 @@ pub(crate) const ALL: &[&str] = &[
     "write_etc_passwd",
     "write_proc_sys",
     "write_sysrq",
+    "hardlink_usr",
     "read_kcore",
     "read_kmsg",
     "read_proc1_mem",
@@ -611,6 +612,9 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
         "write_proc_sys" => write_existing("/proc/sys/kernel/hostname", b"pwned"),
         "write_sysrq" => write_existing("/proc/sysrq-trigger", b"h"),
         "read_kcore" => read_file("/proc/kcore"),
+        // A hard link in the host-visible workspace to a root-owned host
+        // file (setuid binaries included) would outlive the sandbox.
+        "hardlink_usr" => hardlink_usr(),
         // Init is not dumpable: its memory and executable are off limits
         // (CVE-2019-5736 overwrote the runtime through /proc/PID/exe).
         "read_proc1_mem" => read_proc1_mem(),
@@ -1835,4 +1839,27 @@ fn stdin_escape() -> Outcome {
     } else {
         Outcome::ok(found.join("; ")).with_data(data)
     }
+}
+
+fn hardlink_usr() -> Outcome {
+    let src = [
+        "/usr/bin/passwd",
+        "/usr/bin/su",
+        "/usr/bin/env",
+        "/usr/bin/sh",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap_or("/usr/bin/env");
+    let dst = c"/workspace/.airlock-probe-hardlink";
+    let c = cstr(src);
+    let r = unsafe { libc::link(c.as_ptr(), dst.as_ptr()) };
+    let o = ret(
+        r as i64,
+        &format!("link({src}, /workspace/.airlock-probe-hardlink)"),
+    );
+    if r == 0 {
+        unsafe { libc::unlink(dst.as_ptr()) };
+    }
+    o
 }

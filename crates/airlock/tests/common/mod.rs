@@ -29,6 +29,7 @@ pub const RUN_TIMEOUT: &str = "60s";
 pub const EPERM: i64 = 1;
 pub const ENOENT: i64 = 2;
 pub const EACCES: i64 = 13;
+pub const EXDEV: i64 = 18;
 pub const EINVAL: i64 = 22;
 pub const EROFS: i64 = 30;
 pub const ENOSPC: i64 = 28;

@@ -190,6 +190,8 @@ denied! {
     write_root => [EROFS, EACCES],
     write_etc_passwd => [EROFS, EACCES],
     write_proc_sys => [EROFS, EACCES],
+    // Hard links never cross from a read-only bind into the workspace.
+    hardlink_usr => [EXDEV, EPERM],
     // Init is not dumpable: no ptrace-style access through /proc.
     read_proc1_mem => [EACCES, EPERM],
     write_init_exe => [EACCES, EPERM],
