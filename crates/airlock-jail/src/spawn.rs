@@ -327,6 +327,23 @@ impl Drop for SignalFd {
     }
 }
 
+/// Copy the supervisor's stdin into the sandbox's stdin pipe on a thread
+/// (reading stdin may block indefinitely; the run must not wait for it).
+/// The thread ends at EOF, on a read error (a directory gives EISDIR, so the
+/// payload just sees EOF), or when the sandbox closes its end.
+fn copy_stdin_in_background(w: OwnedFd) {
+    let spawned = std::thread::Builder::new()
+        .name("airlock-stdin".into())
+        .spawn(move || {
+            let mut src = std::io::stdin().lock();
+            let mut dst = fs::File::from(w);
+            let _ = std::io::copy(&mut src, &mut dst);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot copy stdin into the sandbox; it sees EOF");
+    }
+}
+
 fn decode_status(status: i32) -> ExitReason {
     if libc::WIFEXITED(status) {
         ExitReason::Exit {
@@ -386,8 +403,29 @@ pub fn run(
             source: e,
         })?
         .into();
+    // stdin: a pipe (or FIFO) is passed as it is; any other non-terminal
+    // (a file, a directory, a socket, a device) is never handed over, since
+    // an fd to a host object reaches outside the mount namespace (fstatat,
+    // getdents, reopening through /proc/self/fd). The supervisor copies its
+    // bytes into a fresh pipe instead. A terminal becomes /dev/null.
+    let mut stdin_copy: Option<(OwnedFd, OwnedFd)> = None;
     let stdin_fd: RawFd = match opts.stdin {
-        StdinMode::InheritUnlessTty if !rustix::termios::isatty(std::io::stdin()) => 0,
+        StdinMode::InheritUnlessTty if !rustix::termios::isatty(std::io::stdin()) => {
+            let is_fifo = rustix::fs::fstat(std::io::stdin())
+                .map(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+                })
+                .unwrap_or(false);
+            if is_fifo {
+                0
+            } else {
+                let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
+                let fd = r.as_raw_fd();
+                stdin_copy = Some((r, w));
+                fd
+            }
+        }
         _ => devnull.as_raw_fd(),
     };
 
@@ -435,6 +473,10 @@ pub fn run(
         Forked::Parent(c) => c,
     };
     drop((out_w, err_w, ctl_child));
+    let stdin_writer = stdin_copy.map(|(r, w)| {
+        drop(r);
+        w
+    });
     tracing::debug!(at = ?started.elapsed(), "cloned");
 
     let kill_sandbox = |cg: &Option<Cgroup>| {
@@ -471,6 +513,10 @@ pub fn run(
     } else {
         None
     };
+    // Started after the signal mask is set, so the copier inherits it.
+    if let Some(w) = stdin_writer {
+        copy_stdin_in_background(w);
+    }
     let deadline = started + spec.timeout;
     let mut stdout = Stream {
         fd: Some(out_r),

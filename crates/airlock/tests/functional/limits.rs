@@ -31,17 +31,33 @@ pub(crate) fn as_modes() -> Vec<Mode> {
     }
 }
 
-/// A world-readable copy of the airlock binary, for rootless runs from a
-/// checkout under a private directory.
+/// A world-executable airlock for rootless runs from a checkout under a
+/// private directory: the harness's shared copy (one per build, reused).
 fn public_binary() -> String {
     static ONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("airlock-limits-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dst = dir.join("airlock");
-        std::fs::copy(env!("CARGO_BIN_EXE_airlock"), &dst).unwrap();
+        let sb = crate::common::Sandbox::new(crate::common::Mode::Rootless);
+        let c = sb.command();
+        // `setpriv ... BINARY` when root; the binary itself otherwise.
+        let prog = c
+            .get_args()
+            .last()
+            .map(|a| a.to_string_lossy().into_owned())
+            .filter(|a| a.ends_with("airlock"))
+            .unwrap_or_else(|| c.get_program().to_string_lossy().into_owned());
+        // A hard link inside the sandbox's tempdir dies with it: keep a
+        // shared copy instead.
+        let m = std::fs::metadata(&prog).unwrap();
+        let shared = std::path::PathBuf::from(format!("/tmp/airlock-test-bin-{}-limits", m.len()));
+        std::fs::create_dir_all(&shared).unwrap();
+        let dst = shared.join("airlock");
+        if std::fs::metadata(&dst).map(|d| d.len()).ok() != Some(m.len()) {
+            let tmp = shared.join(format!("airlock.{}", std::process::id()));
+            std::fs::copy(&prog, &tmp).unwrap();
+            std::fs::rename(&tmp, &dst).unwrap();
+        }
         Command::new("chmod")
-            .args(["-R", "a+rX", dir.to_str().unwrap()])
+            .args(["-R", "a+rX", shared.to_str().unwrap()])
             .status()
             .unwrap();
         dst.to_string_lossy().into_owned()
@@ -218,19 +234,41 @@ fn fd_bomb_is_bounded_by_nofile() {
         );
         // And the run reports the fd limit (the exit watch saw a full table).
         let r = json_run(mode, &["--", "python3", "-c", bomb], None);
-        assert!(limits(&r).contains(&"nofile".into()), "{mode:?}: fd limit not reported: {r}");
+        assert!(
+            limits(&r).contains(&"nofile".into()),
+            "{mode:?}: fd limit not reported: {r}"
+        );
         // A benign run does not report it.
-        let r = json_run(mode, &["--", "python3", "-c", "import os; os.open('/dev/null', os.O_RDONLY)"], None);
-        assert!(!limits(&r).contains(&"nofile".into()), "{mode:?}: false nofile report: {r}");
+        let r = json_run(
+            mode,
+            &[
+                "--",
+                "python3",
+                "-c",
+                "import os; os.open('/dev/null', os.O_RDONLY)",
+            ],
+            None,
+        );
+        assert!(
+            !limits(&r).contains(&"nofile".into()),
+            "{mode:?}: false nofile report: {r}"
+        );
     }
 }
 
 #[test]
 fn output_flood_is_capped_and_reported() {
+    let dir = crate::common::public_tempdir();
+    let profile = dir.path().join("small-output.toml");
+    std::fs::write(
+        &profile,
+        "name = \"small-output\"\n[limits]\noutput = \"1M\"\n",
+    )
+    .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
     let out = cmd
         .args(["run", "--profile"])
-        .arg(small_output_profile())
+        .arg(&profile)
         .args([
             "--",
             "/bin/sh",
@@ -252,19 +290,10 @@ fn output_flood_is_capped_and_reported() {
     );
 }
 
-fn small_output_profile() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("airlock-out-profile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("small-output.toml");
-    std::fs::write(&p, "name = \"small-output\"\n[limits]\noutput = \"1M\"\n").unwrap();
-    p
-}
-
 #[test]
 fn file_size_bomb_hits_rlimit_fsize() {
-    let dir = std::env::temp_dir().join(format!("airlock-fsize-profile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("fsize.toml");
+    let dir = crate::common::public_tempdir();
+    let p = dir.path().join("fsize.toml");
     std::fs::write(&p, "name = \"fsize\"\n[limits]\nfsize = \"1M\"\n").unwrap();
     let r = json_run(
         Mode::Root,
