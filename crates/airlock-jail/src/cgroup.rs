@@ -405,15 +405,28 @@ impl Cgroup {
         self.dirfd.as_ref().map(|f| f.as_raw_fd())
     }
 
-    /// Move a process in (v1; v2 uses CLONE_INTO_CGROUP).
-    pub(crate) fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+    /// v1: the `tasks` files of the sandbox's hierarchies, opened for
+    /// writing by the supervisor. The cloned child writes "0" into each to
+    /// move itself in: a thread moving itself through `tasks` skips the
+    /// global threadgroup lock, whose first writer after a quiet spell waits
+    /// for an RCU grace period (milliseconds), as writing a pid to
+    /// `cgroup.procs` does. The open-time credentials authorise the move.
+    /// v2 needs none: clone3 places the child (CLONE_INTO_CGROUP).
+    pub(crate) fn self_move_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
         if self.version == CgroupVersion::V2 {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        for (_, d) in &self.dirs {
-            write_file(&d.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
+        self.dirs
+            .iter()
+            .map(|(_, d)| {
+                let p = d.join("tasks");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map(OwnedFd::from)
+                    .map_err(io_err(&p))
+            })
+            .collect()
     }
 
     fn read_kv(path: &Path, key: &str) -> Option<u64> {

@@ -34,6 +34,7 @@ pub(crate) mod step {
     pub(crate) const FDS: u8 = 5;
     pub(crate) const EXEC: u8 = 6;
     pub(crate) const SIGMASK: u8 = 7;
+    pub(crate) const CGROUP: u8 = 8;
 
     pub(crate) fn name(s: u8) -> &'static str {
         match s {
@@ -44,6 +45,7 @@ pub(crate) mod step {
             FDS => "dup2",
             EXEC => "execve of the airlock init",
             SIGMASK => "sigprocmask",
+            CGROUP => "moving into the sandbox cgroup",
             _ => "unknown step",
         }
     }

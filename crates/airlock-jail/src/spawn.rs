@@ -181,6 +181,7 @@ struct PreExec<'a> {
     uid: u32,
     gid: u32,
     last_cap: u32,
+    cgroup_tasks: &'a [RawFd],
     exe: &'a CStr,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
@@ -195,7 +196,14 @@ fn pre_exec_fail(ctl: RawFd, st: u8, errno: i32) -> ! {
 /// The cloned child, up to the exec of the airlock init. Async-signal-safe:
 /// raw syscalls on prepared data, no allocation, no locks.
 fn child_after_clone(p: &PreExec<'_>) -> ! {
-    // Wait until the parent has written our id maps and placed our cgroup.
+    // Move into the sandbox's v1 cgroups ("0" is the writer itself) while
+    // the parent writes our id maps.
+    for &fd in p.cgroup_tasks {
+        if !sys::write_all_raw(fd, b"0") {
+            pre_exec_fail(p.ctl, step::CGROUP, sys::errno());
+        }
+    }
+    // Wait until the parent has written our id maps.
     let mut b = [0u8; 1];
     match sys::read_raw(p.ctl, &mut b) {
         Ok(1) if b[0] == GO => {}
@@ -442,6 +450,11 @@ pub fn run(
         .collect();
     // init starts with an empty environment: the caller's never enters.
     let envp: Vec<*const libc::c_char> = vec![std::ptr::null()];
+    let cgroup_tasks: Vec<OwnedFd> = match &cg {
+        Some(c) => c.self_move_fds()?,
+        None => Vec::new(),
+    };
+    let cgroup_task_fds: Vec<RawFd> = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
     let pre = PreExec {
         ctl: ctl_child.as_raw_fd(),
         stdin: stdin_fd,
@@ -451,6 +464,7 @@ pub fn run(
         uid: spec.uid,
         gid: spec.gid,
         last_cap: sys::cap_last_cap(),
+        cgroup_tasks: &cgroup_task_fds,
         exe: &exe,
         argv: &argv,
         envp: &envp,
@@ -472,7 +486,7 @@ pub fn run(
         Forked::Child => child_after_clone(&pre),
         Forked::Parent(c) => c,
     };
-    drop((out_w, err_w, ctl_child));
+    drop((out_w, err_w, ctl_child, cgroup_tasks));
     let stdin_writer = stdin_copy.map(|(r, w)| {
         drop(r);
         w
@@ -492,11 +506,8 @@ pub fn run(
         rustix::net::send(&ctl, &config, rustix::net::SendFlags::NOSIGNAL)
             .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
         tracing::debug!(at = ?started.elapsed(), "config sent");
-        // While init builds the filesystem: move it into the cgroup (v1; on
-        // v2 clone3 placed it already), then let it start the payload.
-        if let Some(c) = &cg {
-            c.add_pid(child.pid)?;
-        }
+        // The child moved itself into its v1 cgroups before reading "go"
+        // (v2: clone3 placed it); init may start the payload.
         tracing::debug!(at = ?started.elapsed(), "placed in cgroup");
         rustix::net::send(&ctl, &[PLACED], rustix::net::SendFlags::NOSIGNAL)
             .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
