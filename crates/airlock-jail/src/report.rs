@@ -130,3 +130,30 @@ pub struct RunReport {
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_env_timeout_and_docker() {
+        assert_eq!(ExitReason::Exit { code: 3 }.exit_code(), 3);
+        assert_eq!(ExitReason::Signal { signal: 15 }.exit_code(), 143);
+        assert_eq!(ExitReason::Timeout.exit_code(), 124);
+        assert_eq!(ExitReason::Memory.exit_code(), 137);
+        assert_eq!(
+            ExitReason::ExecFailed {
+                errno: libc::ENOENT
+            }
+            .exit_code(),
+            127
+        );
+        assert_eq!(
+            ExitReason::ExecFailed {
+                errno: libc::EACCES
+            }
+            .exit_code(),
+            126
+        );
+    }
+}

@@ -133,3 +133,61 @@ impl Compiled {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_policy::SeccompRule as Rule;
+
+    fn policy(rules: Vec<Rule>) -> SeccompPolicy {
+        SeccompPolicy {
+            rules,
+            kill_foreign_arch: true,
+        }
+    }
+
+    fn deny(name: &str, action: DenyAction) -> Rule {
+        Rule {
+            syscall: name.into(),
+            conditions: vec![],
+            action,
+            why: "test".into(),
+        }
+    }
+
+    #[test]
+    fn builtin_list_compiles_to_one_filter_per_action_plus_x32_guard() {
+        let builtin = airlock_policy::builtin_seccomp().unwrap();
+        let actions: std::collections::BTreeSet<_> =
+            builtin.rules.iter().map(|r| r.action).collect();
+        let c = compile(&builtin).unwrap();
+        assert_eq!(c.programs.len(), actions.len() + 1);
+        assert_eq!(c.programs.last().unwrap(), &x32_guard());
+    }
+
+    #[test]
+    fn unknown_syscall_is_named() {
+        let err = compile(&policy(vec![deny("no_such_call", DenyAction::Errno(1))])).unwrap_err();
+        assert!(err.to_string().contains("no_such_call"), "{err}");
+    }
+
+    #[test]
+    fn unconditional_rule_wins_over_conditional_ones() {
+        let mut cond = deny("socket", DenyAction::Errno(1));
+        cond.conditions.push(airlock_policy::ArgCondition {
+            index: 0,
+            width: ArgWidth::Dword,
+            op: ArgOp::MaskedEq,
+            mask: u64::from(u32::MAX),
+            value: 17,
+        });
+        let both = compile(&policy(vec![
+            cond.clone(),
+            deny("socket", DenyAction::Errno(1)),
+        ]))
+        .unwrap();
+        let only_cond = compile(&policy(vec![cond])).unwrap();
+        // The unconditional chain has no argument checks, so it is shorter.
+        assert!(both.programs[0].len() < only_cond.programs[0].len());
+    }
+}

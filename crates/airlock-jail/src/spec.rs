@@ -193,3 +193,81 @@ impl JailSpec {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JailSpec {
+        JailSpec {
+            argv: vec!["/bin/true".into()],
+            env: vec![("PATH".into(), "/usr/bin".into())],
+            uid: 1000,
+            gid: 1000,
+            hostname: "airlock".into(),
+            ro_binds: vec![RoBind {
+                path: "/usr".into(),
+                optional: false,
+            }],
+            workspace_path: "/workspace".into(),
+            workspace: WorkspaceSource::Tmpfs(1 << 20),
+            home_path: "/home/sandbox".into(),
+            home_size: 1 << 20,
+            tmp_size: 1 << 20,
+            seccomp: no_rules(),
+            landlock: LandlockSpec {
+                required: false,
+                min_abi: 1,
+            },
+            cgroup: CgroupSpec {
+                memory: None,
+                pids: None,
+                cpus: None,
+                required: false,
+                root: None,
+            },
+            rlimits: RlimitSpec {
+                nofile: 64,
+                fsize: 1 << 20,
+                memory_fallback: None,
+                nproc_fallback: None,
+            },
+            timeout: Duration::from_secs(1),
+            output_cap: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_valid_spec_passes() {
+        spec().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_anything_runs() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut JailSpec)>)> = vec![
+            ("no command", Box::new(|s| s.argv.clear())),
+            ("NUL", Box::new(|s| s.argv.push("a\0b".into()))),
+            ("uid or gid 0", Box::new(|s| s.uid = 0)),
+            (
+                "invalid environment",
+                Box::new(|s| s.env.push(("A=B".into(), "x".into()))),
+            ),
+            (
+                "absolute",
+                Box::new(|s| s.ro_binds[0].path = "usr/../etc".into()),
+            ),
+            (
+                "collides",
+                Box::new(|s| s.workspace_path = "/proc/x".into()),
+            ),
+            ("timeout", Box::new(|s| s.timeout = Duration::ZERO)),
+            ("cpus", Box::new(|s| s.cgroup.cpus = Some(f64::NAN))),
+        ];
+        for (want, break_it) in cases {
+            let mut s = spec();
+            break_it(&mut s);
+            let err = s.validate().expect_err(want).to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+    }
+}
