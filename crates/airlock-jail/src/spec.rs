@@ -242,9 +242,11 @@ mod tests {
         spec().validate().unwrap();
     }
 
+    type Breaker = Box<dyn Fn(&mut JailSpec)>;
+
     #[test]
     fn bad_values_are_refused_before_anything_runs() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut JailSpec)>)> = vec![
+        let cases: Vec<(&str, Breaker)> = vec![
             ("no command", Box::new(|s| s.argv.clear())),
             ("NUL", Box::new(|s| s.argv.push("a\0b".into()))),
             ("uid or gid 0", Box::new(|s| s.uid = 0)),
