@@ -37,7 +37,11 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn sigkill_of_airlock_kills_every_sandbox_process() {
     for mode in as_modes() {
-        let marker = format!("sleep 979.{}{}", std::process::id(), mode as u8);
+        let marker = format!(
+            "sleep 979.{}{}",
+            std::process::id(),
+            u8::from(mode == Mode::Rootless)
+        );
         // A daemonized, setsid'd grandchild plus a foreground sleeper.
         let script = format!("(setsid sh -c '{marker}' &); {marker}");
         let mut child = airlock(mode)

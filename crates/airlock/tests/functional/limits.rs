@@ -7,36 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Root = 0,
-    Rootless = 1,
-}
-
-pub(crate) fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-}
-
-/// Root and rootless when the tests run as root (as CI does); only the
-/// caller's own mode otherwise.
-pub(crate) fn as_modes() -> Vec<Mode> {
-    if is_root() {
-        vec![Mode::Root, Mode::Rootless]
-    } else {
-        vec![Mode::Rootless]
-    }
-}
+pub(crate) use crate::common::{is_root, modes as as_modes, Mode};
 
 /// A world-executable airlock for rootless runs from a checkout under a
 /// private directory: the harness's shared copy (one per build, reused).
 fn public_binary() -> String {
     static ONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
-        let sb = crate::common::Sandbox::new(crate::common::Mode::Rootless);
+        let sb = crate::common::Sandbox::new(Mode::Rootless);
         let c = sb.command();
         // `setpriv ... BINARY` when root; the binary itself otherwise.
         let prog = c
