@@ -48,7 +48,7 @@ pub use error::{CgroupError, JailError, LandlockError, SpawnError, SpecError, Sy
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
 pub use proto::INIT_ARG;
 pub use report::{CgroupReport, ExitReason, LimitHit, RunReport, StreamStats};
-pub use spawn::{run, Collect, OutputSink, RunOptions, StdinMode, ROOT_MODE_UID_BASE};
+pub use spawn::{check, run, Collect, OutputSink, RunOptions, StdinMode, ROOT_MODE_UID_BASE};
 pub use spec::{CgroupSpec, JailSpec, LandlockSpec, RlimitSpec, RoBind, WorkspaceSource};
 
 /// If this process was started as a sandbox init (`argv[1] == INIT_ARG`),

@@ -368,6 +368,14 @@ fn tv(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
+/// Check a spec without running it: the same validation and seccomp
+/// compilation `run` does first (for `airlock profile check`).
+pub fn check(spec: &JailSpec) -> Result<(), JailError> {
+    spec.validate()?;
+    crate::seccomp::compile(&spec.seccomp)?;
+    Ok(())
+}
+
 /// Run `spec` to completion in a fresh sandbox.
 pub fn run(
     spec: &JailSpec,

@@ -156,6 +156,22 @@ pub fn jail_spec(req: &RunRequest) -> Result<JailSpec, RuntimeError> {
     })
 }
 
+/// Check that a profile can be turned into a sandbox on this architecture
+/// (e.g. every seccomp syscall name resolves), without running anything.
+pub fn check_profile(profile: &Profile) -> Result<(), RuntimeError> {
+    let req = RunRequest {
+        profile: profile.clone(),
+        argv: vec!["/bin/true".into()],
+        workspace: None,
+        term: None,
+        cgroup_root: None,
+        inherit_stdin: false,
+        forward_signals: false,
+    };
+    airlock_jail::check(&jail_spec(&req)?)?;
+    Ok(())
+}
+
 /// Run the request in a fresh sandbox, streaming output to `sink`.
 pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<RunReport, RuntimeError> {
     let spec = jail_spec(req)?;

@@ -61,6 +61,7 @@ pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check { file } => {
             let p = load(&file)?;
+            airlock_runtime::check_profile(&p).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
             println!("{file}: ok (profile {:?})", p.name);
         }
         Command::Schema => {

@@ -119,3 +119,29 @@ fn doctor_reports_each_mechanism() {
         );
     }
 }
+
+/// A syscall name the x86_64 table does not know is caught by
+/// `profile check` as well as by `run`, before anything is spawned.
+#[test]
+fn unknown_seccomp_syscall_is_caught_by_profile_check() {
+    let dir = public_tempdir();
+    let path = dir.path().join("bad-seccomp.toml");
+    std::fs::write(
+        &path,
+        "name = \"bad\"\n[seccomp]\nextra_deny = [{ syscall = \"frobnicate\", why = \"test\" }]\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    for args in [
+        vec!["profile", "check", p],
+        vec!["run", "--profile", p, "--", "true"],
+    ] {
+        let o = airlock(&args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}\n{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("unknown syscall \"frobnicate\""),
+            "{args:?}: {err}"
+        );
+    }
+}
