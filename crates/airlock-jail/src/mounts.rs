@@ -469,7 +469,7 @@ pub(crate) fn build_root(spec: &JailSpec) -> Result<()> {
     Ok(())
 }
 
-/// Mounts whose fullness is reported as a "disk" limit hit: (path, statfs).
+/// Size-capped tmpfs mounts whose fullness is reported as a "disk" limit hit.
 pub(crate) fn capped_mounts(spec: &JailSpec) -> Vec<PathBuf> {
     let mut v = vec![
         PathBuf::from("/tmp"),

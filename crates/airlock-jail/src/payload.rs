@@ -44,7 +44,7 @@ pub(crate) fn run(
     }
 
     // 3. rlimits, while we still may set hard limits freely.
-    if let Err(e) = crate::rlimit::apply(&spec.rlimits) {
+    if let Err(e) = crate::rlimit::apply(&spec.rlimits, &cfg.fallback) {
         fail(e);
     }
 

@@ -56,6 +56,8 @@ pub(crate) mod step {
 pub(crate) struct InitConfig {
     pub(crate) spec: JailSpec,
     pub(crate) seccomp: Compiled,
+    /// rlimits replacing cgroup limits the host cannot enforce.
+    pub(crate) fallback: crate::rlimit::Fallback,
     /// Set-up phases measured by init so far (name, microseconds since init started).
     #[serde(default)]
     pub(crate) phases: Vec<(String, u64)>,

@@ -389,16 +389,27 @@ pub fn run(
     check_host_paths(&mut spec)?;
     let seccomp = crate::seccomp::compile(&spec.seccomp)?;
     let ids = choose_ids(&spec)?;
-    let config = serde_json::to_vec(&InitConfig {
-        spec: spec.clone(),
-        seccomp,
-        phases: Vec::new(),
-    })
-    .expect("init config serializes");
 
     tracing::debug!(at = ?started.elapsed(), "spec validated");
     let support = cgroup::detect(spec.cgroup.root.as_deref());
     let mut cg = Cgroup::create(&spec.cgroup, &support)?;
+    // Limits whose controller is unusable (and not required) fall back to
+    // rlimits; `Cgroup::create` already refused the required ones.
+    let enforced = |c: &str| {
+        cg.as_ref()
+            .is_some_and(|g| g.controllers.iter().any(|x| x == c))
+    };
+    let fallback = crate::rlimit::Fallback {
+        memory: spec.cgroup.memory.filter(|_| !enforced("memory")),
+        nproc: spec.cgroup.pids.filter(|_| !enforced("pids")),
+    };
+    let config = serde_json::to_vec(&InitConfig {
+        spec: spec.clone(),
+        seccomp,
+        fallback,
+        phases: Vec::new(),
+    })
+    .expect("init config serializes");
 
     tracing::debug!(at = ?started.elapsed(), "cgroup created");
     // Pipes and the control socket; all close-on-exec in the supervisor.
@@ -516,7 +527,7 @@ pub fn run(
         tracing::debug!(at = ?started.elapsed(), "config sent");
         // The child moved itself into its v1 cgroups before reading "go"
         // (v2: clone3 placed it); init may start the payload.
-        tracing::debug!(at = ?started.elapsed(), "placed in cgroup");
+        tracing::debug!(at = ?started.elapsed(), "init may start the payload");
         rustix::net::send(&ctl, &[PLACED], rustix::net::SendFlags::NOSIGNAL)
             .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
         Ok(())

@@ -39,7 +39,10 @@ pub struct LandlockSpec {
     pub min_abi: u8,
 }
 
-/// cgroup limits. `None` means "no limit" for that controller.
+/// cgroup limits. `None` means "no limit" for that controller. When the
+/// controller for a requested limit is unusable and the limit is not
+/// required, the jail applies an rlimit instead: RLIMIT_AS for memory and
+/// RLIMIT_NPROC (counted per user namespace) for pids.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CgroupSpec {
     /// memory.max in bytes.
@@ -61,10 +64,6 @@ pub struct RlimitSpec {
     pub nofile: u64,
     /// RLIMIT_FSIZE in bytes.
     pub fsize: u64,
-    /// RLIMIT_AS/RLIMIT_DATA fallback when no memory cgroup is available (bytes).
-    pub memory_fallback: Option<u64>,
-    /// RLIMIT_NPROC fallback when no pids cgroup is available.
-    pub nproc_fallback: Option<u32>,
 }
 
 /// Everything needed to build and run one sandbox.
@@ -229,8 +228,6 @@ mod tests {
             rlimits: RlimitSpec {
                 nofile: 64,
                 fsize: 1 << 20,
-                memory_fallback: None,
-                nproc_fallback: None,
             },
             timeout: Duration::from_secs(1),
             output_cap: 1 << 20,

@@ -1,9 +1,8 @@
 //! airlock-runtime: a sandbox session.
 //!
 //! It turns a validated [`Profile`] plus a request (command, workspace,
-//! caller's terminal type) into an `airlock_jail::JailSpec`, decides the
-//! fallbacks when the host lacks a mechanism, runs it, and returns the
-//! jail's report. The CLI (and later the server and MCP) call only this
+//! caller's terminal type) into an `airlock_jail::JailSpec`, runs it, and
+//! returns the jail's report. The CLI (and later the server and MCP) call only this
 //! API; none of them duplicate its logic.
 
 use std::path::PathBuf;
@@ -85,8 +84,7 @@ fn environment(profile: &Profile, term: Option<&str>) -> Vec<(String, String)> {
     env
 }
 
-/// Turn a request into the jail's spec. Pure apart from probing which
-/// cgroup controllers exist (to choose rlimit fallbacks).
+/// Turn a request into the jail's spec. Pure.
 pub fn jail_spec(req: &RunRequest) -> Result<JailSpec, RuntimeError> {
     let p = &req.profile;
     let workspace = match &req.workspace {
@@ -99,8 +97,6 @@ pub fn jail_spec(req: &RunRequest) -> Result<JailSpec, RuntimeError> {
         }
         None => WorkspaceSource::Tmpfs(p.filesystem.workspace_size.bytes()),
     };
-    let support = airlock_jail::detect_cgroups(req.cgroup_root.as_deref());
-    let has = |c: &str| support.version.is_some() && support.controllers.iter().any(|x| x == c);
     let mut ro_binds: Vec<RoBind> = p
         .filesystem
         .ro
@@ -141,15 +137,6 @@ pub fn jail_spec(req: &RunRequest) -> Result<JailSpec, RuntimeError> {
         rlimits: RlimitSpec {
             nofile: p.limits.nofile,
             fsize: p.limits.fsize.bytes(),
-            // Without a memory controller, bound the address space instead.
-            memory_fallback: p
-                .limits
-                .memory
-                .filter(|_| !has("memory"))
-                .map(|m| m.bytes()),
-            // Without a pids controller, RLIMIT_NPROC (counted per user
-            // namespace) bounds the number of processes.
-            nproc_fallback: p.limits.pids.filter(|_| !has("pids")),
         },
         timeout: p.limits.timeout,
         output_cap: p.limits.output.bytes(),

@@ -54,7 +54,7 @@ fn sigkill_of_airlock_kills_every_sandbox_process() {
             procs_with(&marker).len() >= 2
         });
         // SIGKILL: airlock gets no chance to clean up.
-        unsafe_free_kill(child.id());
+        sigkill(child.id());
         let _ = child.wait();
         wait_until(
             "every sandbox process to die",
@@ -83,7 +83,8 @@ fn sigkill_of_airlock_kills_every_sandbox_process() {
     }
 }
 
-fn unsafe_free_kill(pid: u32) {
+/// SIGKILL through kill(1), so the test needs no unsafe.
+fn sigkill(pid: u32) {
     let st = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
