@@ -31,6 +31,7 @@ mod denylist;
 mod duration;
 mod error;
 mod locate;
+mod network;
 mod path;
 mod profile;
 mod seccomp;
@@ -40,10 +41,14 @@ mod wire;
 pub use denylist::builtin_seccomp;
 pub use duration::{HumanDuration, ParseDurationError};
 pub use error::{LoadError, OverrideError, ProfileError, RenderError};
+pub use network::{
+    blocked_range, normalize_name, BlockedAddr, HostPattern, MockKind, MockResponse, MockRoute,
+    NameVerdict, NetworkMode, NetworkPolicy, DEFAULT_PORTS, DNS_PORT, PROXY_PORT,
+};
 pub use path::{AbsPath, ParsePathError};
 pub use profile::{
-    builtin_names, profile_json_schema, FilesystemPolicy, Limits, NetworkMode, NetworkPolicy,
-    Overrides, Profile, Requirement, SecurityPolicy,
+    builtin_names, profile_json_schema, FilesystemPolicy, Limits, Overrides, Profile, Requirement,
+    SecurityPolicy,
 };
 pub use seccomp::{ArgCondition, ArgOp, ArgWidth, DenyAction, SeccompPolicy, SeccompRule};
 pub use size::{ByteSize, ParseSizeError};

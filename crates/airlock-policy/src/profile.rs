@@ -13,12 +13,13 @@ use crate::denylist::{self, builtin_seccomp, EPERM};
 use crate::duration::serialize_duration;
 use crate::error::{FieldError, LoadError, OverrideError, ProfileError, RenderError};
 use crate::locate::FieldPath;
+use crate::network::{HostPattern, MockKind, MockResponse, MockRoute, NetworkMode, NetworkPolicy};
 use crate::path::AbsPath;
 use crate::seccomp::{DenyAction, SeccompPolicy, SeccompRule};
 use crate::size::ByteSize;
 use crate::wire::{
-    serialize_or_unlimited, OnDeny, WireExtraDeny, WireFilesystem, WireLimits, WireNetwork,
-    WireProfile, WireSeccomp, WireSecurity,
+    serialize_or_unlimited, OnDeny, WireExtraDeny, WireFilesystem, WireLimits, WireMockKind,
+    WireNetwork, WireProfile, WireSeccomp, WireSecurity,
 };
 
 /// A validated sandbox profile: everything the runtime needs to build a
@@ -127,23 +128,6 @@ pub struct SecurityPolicy {
     pub cgroups: Requirement,
 }
 
-/// How the sandbox reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
-    /// A network namespace with only loopback. The only mode for now (an
-    /// egress gateway comes later).
-    #[default]
-    None,
-}
-
-/// Network access.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NetworkPolicy {
-    /// The mode.
-    pub mode: NetworkMode,
-}
-
 /// Values given on the command line that replace the profile's. Each is
 /// checked as the profile's own value would be; an error names the option.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -158,6 +142,13 @@ pub struct Overrides {
     pub timeout: Option<Duration>,
     /// `--env NAME=VALUE`, applied in order after the profile's env.
     pub env: Vec<(String, String)>,
+    /// `--net none|allowlist`.
+    pub net: Option<NetworkMode>,
+    /// `--allow-host PATTERN`, added to the profile's allow rules; implies
+    /// `--net allowlist` unless `--net` is given.
+    pub allow_hosts: Vec<String>,
+    /// `--deny-host PATTERN`, added to the profile's deny rules.
+    pub deny_hosts: Vec<String>,
 }
 
 /// Names of the built-in profiles.
@@ -428,10 +419,191 @@ impl TryFrom<WireSecurity> for SecurityPolicy {
     }
 }
 
-impl From<WireNetwork> for NetworkPolicy {
-    fn from(wire: WireNetwork) -> Self {
-        Self { mode: wire.mode }
+impl TryFrom<WireNetwork> for NetworkPolicy {
+    type Error = FieldError;
+
+    fn try_from(wire: WireNetwork) -> Result<Self, FieldError> {
+        let at = |key: &str, i: usize, message: String| {
+            FieldError::new(FieldPath::root().key(key).index(i), message)
+        };
+        let patterns = |key: &str, list: &[String]| -> Result<Vec<HostPattern>, FieldError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| s.parse().map_err(|m| at(key, i, m)))
+                .collect()
+        };
+        let allow = patterns("allow", &wire.allow)?;
+        let deny = patterns("deny", &wire.deny)?;
+        let allow_cidr = wire
+            .allow_cidr
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        at(
+                            "allow_cidr",
+                            i,
+                            format!("{s:?} is not a CIDR such as \"10.200.0.0/16\""),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut hosts = BTreeMap::new();
+        for (name, addr) in &wire.hosts {
+            let key = crate::network::normalize_name(name).map_err(|m| field("hosts", m))?;
+            let ip = addr.parse::<std::net::IpAddr>().map_err(|_| {
+                FieldError::new(
+                    FieldPath::root().key("hosts").key(name),
+                    format!("{addr:?} is not an IP address"),
+                )
+            })?;
+            hosts.insert(key, ip);
+        }
+        let mut mocks = Vec::new();
+        for (i, m) in wire.mock.into_iter().enumerate() {
+            let at = |key: &str, message: String| {
+                FieldError::new(FieldPath::root().key("mock").index(i).key(key), message)
+            };
+            let host: HostPattern = m.host.parse().map_err(|e| at("host", e))?;
+            let kind = match m.kind {
+                WireMockKind::Sink => {
+                    if !m.routes.is_empty() {
+                        return Err(at(
+                            "routes",
+                            "a sink has no routes (that is a static mock)".into(),
+                        ));
+                    }
+                    let status = m.status.unwrap_or(200);
+                    check_status(status).map_err(|e| at("status", e))?;
+                    MockKind::Sink {
+                        status,
+                        body: m.body.unwrap_or_else(|| "{\"ok\":true}".into()),
+                    }
+                }
+                WireMockKind::Static => {
+                    if m.status.is_some() || m.body.is_some() {
+                        return Err(at(
+                            "status",
+                            "a static mock sets status and body per route, in [[network.mock.routes]]".into(),
+                        ));
+                    }
+                    if m.routes.is_empty() {
+                        return Err(at(
+                            "routes",
+                            "a static mock needs at least one route".into(),
+                        ));
+                    }
+                    let mut routes = Vec::new();
+                    for (j, r) in m.routes.into_iter().enumerate() {
+                        let at = |key: &str, message: String| {
+                            FieldError::new(
+                                FieldPath::root()
+                                    .key("mock")
+                                    .index(i)
+                                    .key("routes")
+                                    .index(j)
+                                    .key(key),
+                                message,
+                            )
+                        };
+                        if !r.path.starts_with('/') && r.path != "*" {
+                            return Err(at("path", format!("{:?} must start with '/'", r.path)));
+                        }
+                        check_status(r.status).map_err(|e| at("status", e))?;
+                        for (name, value) in &r.headers {
+                            check_header(name, value).map_err(|e| at("headers", e))?;
+                        }
+                        routes.push(MockResponse {
+                            path: r.path,
+                            status: r.status,
+                            headers: r.headers,
+                            body: r.body,
+                        });
+                    }
+                    MockKind::Static { routes }
+                }
+            };
+            mocks.push(MockRoute { host, kind });
+        }
+        if !(1..=4096).contains(&wire.max_connections) {
+            return Err(field(
+                "max_connections",
+                format!("{} is not 1..=4096", wire.max_connections),
+            ));
+        }
+        if !(1..=100_000).contains(&wire.max_connections_per_sec) {
+            return Err(field(
+                "max_connections_per_sec",
+                format!("{} is not 1..=100000", wire.max_connections_per_sec),
+            ));
+        }
+        for (key, cap) in [
+            ("max_bytes_out", wire.max_bytes_out.0),
+            ("max_bytes_in", wire.max_bytes_in.0),
+        ] {
+            if cap.is_some_and(|c| c.bytes() == 0) {
+                return Err(field(
+                    key,
+                    "must be greater than 0 (use mode = \"none\" for no network)".into(),
+                ));
+            }
+        }
+        let policy = NetworkPolicy {
+            mode: wire.mode,
+            allow,
+            deny,
+            allow_cidr,
+            hosts,
+            mocks,
+            max_bytes_out: wire.max_bytes_out.0,
+            max_bytes_in: wire.max_bytes_in.0,
+            max_connections: wire.max_connections,
+            max_connections_per_sec: wire.max_connections_per_sec,
+        };
+        policy.check_ports().map_err(|m| field("allow", m))?;
+        if policy.mode == NetworkMode::None
+            && (!policy.allow.is_empty() || !policy.mocks.is_empty())
+        {
+            return Err(field(
+                if policy.allow.is_empty() {
+                    "mock"
+                } else {
+                    "allow"
+                },
+                "allow rules and mocks need mode = \"allowlist\" (mode \"none\" lets nothing out)"
+                    .into(),
+            ));
+        }
+        Ok(policy)
     }
+}
+
+fn check_status(status: u16) -> Result<(), String> {
+    if (100..=599).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("{status} is not an HTTP status (100..=599)"))
+    }
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!("header {name}: value contains CR, LF or NUL"));
+    }
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        return Err(format!("header {name} is set by the mock itself"));
+    }
+    Ok(())
 }
 
 fn check_env(env: &BTreeMap<String, String>) -> Result<(), FieldError> {
@@ -546,7 +718,10 @@ impl Profile {
                 .security
                 .try_into()
                 .map_err(|e: FieldError| e.within("security"))?,
-            network: wire.network.into(),
+            network: wire
+                .network
+                .try_into()
+                .map_err(|e: FieldError| e.within("network"))?,
             env: wire.env,
             seccomp: resolve_seccomp(builtin, wire.seccomp).map_err(|e| e.within("seccomp"))?,
         })
@@ -623,6 +798,33 @@ impl Profile {
                 .map_err(|m| err(&format!("--env {}", name.escape_debug()), m))?;
             self.env.insert(name.clone(), value.clone());
         }
+        for (option, list, target) in [
+            (
+                "--allow-host",
+                &overrides.allow_hosts,
+                &mut self.network.allow,
+            ),
+            ("--deny-host", &overrides.deny_hosts, &mut self.network.deny),
+        ] {
+            for s in list {
+                let pattern: HostPattern = s.parse().map_err(|m| err(option, m))?;
+                target.push(pattern);
+            }
+        }
+        match overrides.net {
+            Some(NetworkMode::None) if !overrides.allow_hosts.is_empty() => {
+                return Err(err(
+                    "--allow-host",
+                    "conflicts with --net none (nothing leaves a sandbox without network)".into(),
+                ));
+            }
+            Some(mode) => self.network.mode = mode,
+            None if !overrides.allow_hosts.is_empty() => self.network.mode = NetworkMode::Allowlist,
+            None => {}
+        }
+        self.network
+            .check_ports()
+            .map_err(|m| err("--allow-host", m))?;
         Ok(self)
     }
 
@@ -1075,6 +1277,7 @@ mod tests {
             cpus: Some(1.5),
             timeout: Some(Duration::from_secs(30)),
             env: vec![("FOO".into(), "bar".into()), ("FOO".into(), "baz".into())],
+            ..Overrides::default()
         };
         let q = p.clone().with_overrides(&o).unwrap();
         assert_eq!(q.limits.memory, Some(ByteSize::mib(512)));
@@ -1227,5 +1430,94 @@ mod tests {
                 rule.syscall
             );
         }
+    }
+
+    #[test]
+    fn network_section_validates_and_round_trips() {
+        let src = r#"
+[network]
+mode = "allowlist"
+allow = ["pypi.org", "*.pythonhosted.org:443", "api.test:8080"]
+deny = ["evil.pypi.org"]
+allow_cidr = ["10.200.0.0/16", "fd12::1"]
+hosts = { "api.test" = "10.200.1.2" }
+max_bytes_out = "10M"
+max_bytes_in = "unlimited"
+
+[[network.mock]]
+host = "mail.test"
+kind = "sink"
+
+[[network.mock]]
+host = "search.test:8081"
+kind = "static"
+routes = [{ path = "/q*", body = "[]", headers = { "content-type" = "application/json" } }]
+"#;
+        let p = Profile::from_toml(src, "t.toml").unwrap();
+        assert_eq!(p.network.mode, NetworkMode::Allowlist);
+        assert_eq!(p.network.allow.len(), 3);
+        assert_eq!(p.network.max_bytes_in, None);
+        assert_eq!(p.network.mocks.len(), 2);
+        assert_eq!(
+            p.network.pinned("api.test"),
+            Some("10.200.1.2".parse().unwrap())
+        );
+        let shown = p.to_toml_string().unwrap();
+        let q = Profile::from_toml(&shown, "shown.toml").unwrap();
+        assert_eq!(p.network, q.network);
+
+        assert_bad(
+            "[network]\nallow = [\"x.org\"]\n",
+            2,
+            "network.allow",
+            "allowlist",
+        );
+        assert_bad(
+            "[network]\nmode = \"allowlist\"\nallow = [\"ok.org\", \"*.com\"]\n",
+            3,
+            "network.allow[1]",
+            "too broad",
+        );
+        assert_bad(
+            "[network]\nmode = \"allowlist\"\nallow_cidr = [\"10.0.0.0/33\"]\n",
+            3,
+            "network.allow_cidr[0]",
+            "CIDR",
+        );
+        assert_bad(
+            "[network]\nmode = \"allowlist\"\nallow = [\"x.org:53\"]\n",
+            3,
+            "network.allow",
+            "DNS server",
+        );
+    }
+
+    #[test]
+    fn network_overrides() {
+        let p = Profile::builtin("default").unwrap();
+        let q = p
+            .clone()
+            .with_overrides(&Overrides {
+                allow_hosts: vec!["pypi.org".into()],
+                ..Overrides::default()
+            })
+            .unwrap();
+        assert_eq!(q.network.mode, NetworkMode::Allowlist);
+        let err = p
+            .clone()
+            .with_overrides(&Overrides {
+                net: Some(NetworkMode::None),
+                allow_hosts: vec!["pypi.org".into()],
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("--allow-host"), "{err}");
+        let err = p
+            .with_overrides(&Overrides {
+                allow_hosts: vec!["http://pypi.org/".into()],
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("URL"), "{err}");
     }
 }

@@ -16,8 +16,9 @@ use serde::de::{self, IntoDeserializer, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::network::NetworkMode;
 use crate::path::AbsPath;
-use crate::profile::{NetworkMode, Requirement};
+use crate::profile::Requirement;
 use crate::size::ByteSize;
 
 /// An airlock sandbox profile. Every key is optional; a missing key takes
@@ -189,12 +190,113 @@ impl Default for WireSecurity {
 }
 
 /// Network access.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[schemars(rename = "Network")]
 pub(crate) struct WireNetwork {
-    /// "none": a network namespace with only loopback. Default: "none".
+    /// "none": a network namespace with only loopback, nothing leaves.
+    /// "allowlist": default deny, the egress gateway applies the rules
+    /// below. Default: "none".
     pub(crate) mode: NetworkMode,
+    /// Host patterns that may be reached: "name", "*.suffix" (subdomains
+    /// only), each with an optional ":port". Without a port a pattern covers
+    /// 80 and 443. Default: none.
+    pub(crate) allow: Vec<String>,
+    /// Host patterns that may not be reached; deny wins over allow. Without
+    /// a port a pattern covers every port. Default: none.
+    pub(crate) deny: Vec<String>,
+    /// Address ranges ("10.200.0.0/16") that may be reached although they
+    /// are private, loopback, link-local, CGNAT, multicast or metadata
+    /// addresses, which are otherwise refused. Default: none.
+    pub(crate) allow_cidr: Vec<String>,
+    /// Fixed host-side resolutions, name = "address", used instead of the
+    /// host's resolver (the address is still checked). Default: none.
+    pub(crate) hosts: BTreeMap<String, String>,
+    /// Names served by built-in mock endpoints (plain HTTP) instead of the
+    /// internet. Default: none.
+    pub(crate) mock: Vec<WireMock>,
+    /// Cap on bytes the sandbox sends out through the gateway, or
+    /// "unlimited". Default: "1G".
+    pub(crate) max_bytes_out: OrUnlimited<ByteSize>,
+    /// Cap on bytes the sandbox receives through the gateway, or
+    /// "unlimited". Default: "8G".
+    pub(crate) max_bytes_in: OrUnlimited<ByteSize>,
+    /// Connections open at once, 1 to 4096. Default: 64.
+    pub(crate) max_connections: u32,
+    /// New connections per second, 1 to 100000. Default: 100.
+    pub(crate) max_connections_per_sec: u32,
+}
+
+impl Default for WireNetwork {
+    fn default() -> Self {
+        Self {
+            mode: NetworkMode::None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            allow_cidr: Vec::new(),
+            hosts: BTreeMap::new(),
+            mock: Vec::new(),
+            max_bytes_out: OrUnlimited(Some(ByteSize::gib(1))),
+            max_bytes_in: OrUnlimited(Some(ByteSize::gib(8))),
+            max_connections: 64,
+            max_connections_per_sec: 100,
+        }
+    }
+}
+
+/// What kind of mock answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireMockKind {
+    /// Fixed responses per path (`routes`); 404 for other paths.
+    Static,
+    /// Records every request (readable after the run) and answers `status`
+    /// with `body`.
+    Sink,
+}
+
+/// A mock endpoint.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Mock")]
+pub(crate) struct WireMock {
+    /// Host pattern served by the mock ("name" or "*.suffix", optional
+    /// ":port", default port 80; 443 is refused: no TLS termination).
+    pub(crate) host: String,
+    /// "static" or "sink".
+    pub(crate) kind: WireMockKind,
+    /// sink: status of every answer. Default: 200.
+    #[serde(default)]
+    pub(crate) status: Option<u16>,
+    /// sink: body of every answer. Default: {"ok":true}.
+    #[serde(default)]
+    pub(crate) body: Option<String>,
+    /// static: responses per path.
+    #[serde(default)]
+    pub(crate) routes: Vec<WireMockResponse>,
+}
+
+/// A static mock's response.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "MockResponse")]
+pub(crate) struct WireMockResponse {
+    /// Exact path ("/v1/search"; the query is ignored), or a prefix ending
+    /// in "*".
+    pub(crate) path: String,
+    /// Status code, 100 to 599. Default: 200.
+    #[serde(default = "default_status")]
+    pub(crate) status: u16,
+    /// Response headers. Default: none (Content-Type: text/plain).
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+    /// Response body. Default: empty.
+    #[serde(default)]
+    pub(crate) body: String,
+}
+
+fn default_status() -> u16 {
+    200
 }
 
 /// Additions to the built-in seccomp deny list (profiles/seccomp.toml).
