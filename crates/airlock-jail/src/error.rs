@@ -7,6 +7,20 @@ pub use crate::sys::SysError;
 /// A `JailSpec` value that cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// More network listeners than the control message carries.
+    #[error("{count} network listeners requested; at most {max}")]
+    TooManyListeners {
+        /// Requested.
+        count: usize,
+        /// Allowed.
+        max: usize,
+    },
+    /// A listener outside loopback.
+    #[error("network listener {addr} must bind a loopback or unspecified address")]
+    BadListener {
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
     /// No command.
     #[error("no command given")]
     EmptyCommand,
@@ -129,6 +143,12 @@ pub enum SpawnError {
     /// The sandbox's init reported a set-up failure.
     #[error("sandbox set-up failed: {0}")]
     Setup(String),
+    /// The network listeners could not be created or handed over.
+    #[error("sandbox network set-up failed: {reason}")]
+    Network {
+        /// What went wrong.
+        reason: String,
+    },
     /// The sandbox's init died before reporting.
     #[error("sandbox init exited before the command started (status {0})")]
     InitDied(i32),

@@ -16,7 +16,7 @@
 //!    and exits, which makes the kernel kill everything left in the namespace.
 
 use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use std::path::{Path, PathBuf};
@@ -97,6 +97,9 @@ pub(crate) fn main() -> ! {
     }
     if let Err(e) = sys::loopback_up() {
         fail(e.to_string());
+    }
+    if !spec.net.listeners.is_empty() {
+        hand_over_listeners(spec);
     }
     if let Err(e) = crate::mounts::build_root(spec) {
         fail(format!("building the sandbox filesystem: {e}"));
@@ -195,6 +198,67 @@ fn resolve(spec: &JailSpec) -> Option<PathBuf> {
         }
     }
     fallback
+}
+
+/// Creates the gateway's sockets in this (the sandbox's) network namespace
+/// and sends them to the supervisor. Init keeps no copy: once the gateway
+/// closes them, nothing listens and connections are refused.
+fn hand_over_listeners(spec: &JailSpec) {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let mut socks: Vec<OwnedFd> = Vec::with_capacity(spec.net.listeners.len());
+    for l in &spec.net.listeners {
+        let family = if l.addr.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        };
+        let kind = if l.udp {
+            SocketType::DGRAM
+        } else {
+            SocketType::STREAM
+        };
+        let made = rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, None)
+            .and_then(|s| {
+                if !l.udp {
+                    rustix::net::sockopt::set_socket_reuseaddr(&s, true)?;
+                }
+                rustix::net::bind(&s, &l.addr)?;
+                if !l.udp {
+                    rustix::net::listen(&s, 1024)?;
+                }
+                Ok(s)
+            });
+        match made {
+            Ok(s) => socks.push(s),
+            Err(e) => fail(format!(
+                "network listener {} ({}): {e}",
+                l.addr,
+                if l.udp { "udp" } else { "tcp" }
+            )),
+        }
+    }
+    let report = serde_json::to_vec(&Report::Listeners { count: socks.len() })
+        .expect("report serializes");
+    let fds: Vec<_> = socks.iter().map(|s| s.as_fd()).collect();
+    let mut space = vec![
+        std::mem::MaybeUninit::uninit();
+        rustix::cmsg_space!(ScmRights(crate::spec::MAX_LISTENERS))
+    ];
+    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+        fail("too many network listeners for one control message".into());
+    }
+    // SAFETY: CTL (fd 3) is the control socket, open for the life of init;
+    // the borrow ends before this function returns.
+    let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+    if let Err(e) = rustix::net::sendmsg(
+        ctl,
+        &[std::io::IoSlice::new(&report)],
+        &mut anc,
+        rustix::net::SendFlags::NOSIGNAL,
+    ) {
+        fail(format!("handing network listeners to the supervisor: {e}"));
+    }
 }
 
 fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {

@@ -49,7 +49,10 @@ pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockRepo
 pub use proto::INIT_ARG;
 pub use report::{CgroupReport, ExitReason, LimitHit, RunReport, StreamStats};
 pub use spawn::{check, run, Collect, OutputSink, RunOptions, StdinMode, ROOT_MODE_UID_BASE};
-pub use spec::{CgroupSpec, JailSpec, LandlockSpec, RlimitSpec, RoBind, WorkspaceSource};
+pub use spec::{
+    CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, RlimitSpec, RoBind, WorkspaceSource,
+    MAX_LISTENERS,
+};
 
 /// If this process was started as a sandbox init (`argv[1] == INIT_ARG`),
 /// run the init and never return. Call it first thing in `main`, before

@@ -303,7 +303,10 @@ pub(crate) fn build_root(spec: &JailSpec) -> Result<()> {
     )?;
     write_file(
         &etc.join("resolv.conf"),
-        "# airlock: no network in this sandbox\n",
+        spec.net
+            .resolv_conf
+            .as_deref()
+            .unwrap_or("# airlock: no network in this sandbox\n"),
         0o644,
     )?;
     write_file(

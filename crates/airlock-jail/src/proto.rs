@@ -78,6 +78,8 @@ pub(crate) enum Report {
     /// The payload could not be executed.
     ExecError { errno: i32, path: String },
     /// The payload ended; `status` is the raw wait status.
+    /// Sent with the listening sockets attached (SCM_RIGHTS), in spec order.
+    Listeners { count: usize },
     Exit {
         status: i32,
         full: Vec<String>,

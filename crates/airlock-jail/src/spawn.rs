@@ -29,6 +29,15 @@ pub trait OutputSink {
     fn stdout(&mut self, data: &[u8]);
     /// A chunk of the payload's stderr (within the cap).
     fn stderr(&mut self, data: &[u8]);
+    /// The sockets of `spec.net.listeners`, in order, created inside the
+    /// sandbox's network namespace before the payload starts. The caller
+    /// serves them (an egress gateway) and owns them from here on. An error
+    /// aborts the start. The default refuses, so that a spec with listeners
+    /// never runs without something serving them.
+    fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
+        drop(fds);
+        Err("this caller does not serve network listeners".into())
+    }
 }
 
 /// Collects output in memory (up to the spec's cap), for tests and callers
@@ -77,6 +86,52 @@ impl Default for RunOptions {
             forward_signals: false,
         }
     }
+}
+
+/// Receives init's `Listeners` report with its sockets. Anything else (a
+/// setup error, a closed socket) is an error naming what init said.
+fn receive_listeners(ctl: &OwnedFd, want: usize) -> Result<Vec<OwnedFd>, JailError> {
+    let mut space = vec![
+        std::mem::MaybeUninit::uninit();
+        rustix::cmsg_space!(ScmRights(crate::spec::MAX_LISTENERS))
+    ];
+    let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut buf = vec![0u8; 64 * 1024];
+    let msg = rustix::net::recvmsg(
+        ctl,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut anc,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| sys::SysError::from_errno("recvmsg", e.raw_os_error()))?;
+    let fds: Vec<OwnedFd> = anc
+        .drain()
+        .flat_map(|m| match m {
+            rustix::net::RecvAncillaryMessage::ScmRights(fds) => fds.collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let body = &buf[..msg.bytes];
+    let reason = if body.is_empty() {
+        "the sandbox exited before creating its network listeners".to_owned()
+    } else if body.len() == 6 && body[0] == PRE_EXEC_TAG {
+        let errno = i32::from_le_bytes([body[2], body[3], body[4], body[5]]);
+        format!(
+            "{}: {}",
+            step::name(body[1]),
+            std::io::Error::from_raw_os_error(errno)
+        )
+    } else {
+        match serde_json::from_slice::<Report>(body) {
+            Ok(Report::Listeners { count }) if count == want && fds.len() == want => {
+                return Ok(fds)
+            }
+            Ok(Report::SetupError { message }) => return Err(SpawnError::Setup(message).into()),
+            Ok(other) => format!("unexpected report while waiting for network listeners: {other:?}"),
+            Err(e) => format!("malformed report from sandbox: {e}"),
+        }
+    };
+    Err(SpawnError::Network { reason }.into())
 }
 
 /// Host-side base uid for sandboxes started by root (an unused high range).
@@ -525,6 +580,12 @@ pub fn run(
         rustix::net::send(&ctl, &config, rustix::net::SendFlags::NOSIGNAL)
             .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
         tracing::debug!(at = ?started.elapsed(), "config sent");
+        if !spec.net.listeners.is_empty() {
+            let fds = receive_listeners(&ctl, spec.net.listeners.len())?;
+            sink.network_listeners(fds)
+                .map_err(|reason| SpawnError::Network { reason })?;
+            tracing::debug!(at = ?started.elapsed(), "network listeners handed over");
+        }
         // The child moved itself into its v1 cgroups before reading "go"
         // (v2: clone3 placed it); init may start the payload.
         tracing::debug!(at = ?started.elapsed(), "init may start the payload");
@@ -667,6 +728,9 @@ pub fn run(
                                         full,
                                         nofile,
                                     }) => payload_exit = Some((status, full, nofile)),
+                                    Ok(Report::Listeners { .. }) => {
+                                        setup_error = Some("unexpected second listener report".into())
+                                    }
                                     Err(e) => {
                                         setup_error =
                                             Some(format!("malformed report from sandbox: {e}"))

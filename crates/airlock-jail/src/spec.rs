@@ -106,7 +106,35 @@ pub struct JailSpec {
     pub timeout: Duration,
     /// Cap on captured bytes, for stdout and for stderr each.
     pub output_cap: u64,
+    /// Sockets for an egress gateway, and the resolver configuration.
+    #[serde(default)]
+    pub net: NetSpec,
 }
+
+/// Network set-up inside the sandbox's (loopback-only) network namespace.
+/// The jail creates the listed sockets there before the payload starts and
+/// hands them to the caller ([`crate::OutputSink::network_listeners`]);
+/// init keeps no copy, so when the caller closes them, connections are
+/// refused instead of hanging.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetSpec {
+    /// Sockets to create, in this order.
+    pub listeners: Vec<ListenSpec>,
+    /// Contents of /etc/resolv.conf; `None` for a "no network" comment.
+    pub resolv_conf: Option<String>,
+}
+
+/// One socket bound inside the sandbox's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenSpec {
+    /// Address to bind (a loopback or unspecified address).
+    pub addr: std::net::SocketAddr,
+    /// UDP instead of a listening TCP socket.
+    pub udp: bool,
+}
+
+/// Most sockets one sandbox may ask for.
+pub const MAX_LISTENERS: usize = 64;
 
 fn no_rules() -> SeccompPolicy {
     SeccompPolicy {
@@ -134,6 +162,23 @@ fn check_abs(field: &'static str, p: &std::path::Path) -> Result<(), SpecError> 
 impl JailSpec {
     /// Check every value before anything is created.
     pub fn validate(&self) -> Result<(), SpecError> {
+        if self.net.listeners.len() > MAX_LISTENERS {
+            return Err(SpecError::TooManyListeners {
+                count: self.net.listeners.len(),
+                max: MAX_LISTENERS,
+            });
+        }
+        for l in &self.net.listeners {
+            let ip = l.addr.ip();
+            if !(ip.is_loopback() || ip.is_unspecified()) {
+                return Err(SpecError::BadListener { addr: l.addr });
+            }
+        }
+        if self.net.resolv_conf.as_deref().is_some_and(|r| r.contains('\0')) {
+            return Err(SpecError::Nul {
+                field: "net.resolv_conf",
+            });
+        }
         if self.argv.is_empty() || self.argv[0].is_empty() {
             return Err(SpecError::EmptyCommand);
         }

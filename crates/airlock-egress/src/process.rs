@@ -1,0 +1,335 @@
+//! The gateway as a separate host-side process.
+//!
+//! The supervisor starts `/proc/self/exe __airlock-egress` with one end of a
+//! unix stream socket as stdin and stdout. Over it the supervisor sends one
+//! byte carrying the sandbox's listening sockets (SCM_RIGHTS), then the
+//! config as a length-prefixed JSON document; the gateway answers with
+//! events, one JSON document per line. When the supervisor shuts down its
+//! side, the gateway closes every flow (reporting each), and exits.
+//!
+//! Running apart means a gateway crash (or a kill) takes down the network
+//! of that sandbox only: the sockets close with it, and the sandbox's
+//! connections are refused from then on, never hung or leaked.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::flow::GatewayEvent;
+use crate::gateway::{Gateway, GatewayConfig, ListenerRole};
+use crate::hook::DenyAll;
+use crate::EgressError;
+
+/// argv[1] that makes the airlock binary run as a gateway.
+pub const EGRESS_ARG: &str = "__airlock-egress";
+/// The gateway process's name (comm), e.g. for `pgrep -x`.
+pub const PROCESS_NAME: &str = "airlock-egress";
+/// Largest config document accepted.
+const MAX_CONFIG: usize = 16 << 20;
+
+/// What the supervisor tells the gateway process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessConfig {
+    /// The sandbox's id.
+    pub sandbox: String,
+    /// The profile (as `airlock profile show` prints it); the gateway
+    /// parses and validates it again on its side.
+    pub profile_toml: String,
+    /// What each passed socket is for, in order.
+    pub roles: Vec<ListenerRole>,
+}
+
+/// A running gateway process.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: Child,
+    ctl: UnixStream,
+    reader: Option<JoinHandle<()>>,
+    events: Arc<Mutex<Vec<GatewayEvent>>>,
+    max_events: usize,
+    dropped: Arc<Mutex<u64>>,
+}
+
+/// What a gateway process reported, once it has ended.
+#[derive(Debug, Default)]
+pub struct GatewayOutcome {
+    /// Events in the order they were reported (up to the cap).
+    pub events: Vec<GatewayEvent>,
+    /// Events dropped past the cap.
+    pub dropped: u64,
+    /// Set when the gateway ended on its own before the sandbox (it crashed
+    /// or was killed), with how it ended.
+    pub failure: Option<String>,
+}
+
+impl GatewayProcess {
+    /// Starts `exe` as a gateway serving `fds` (one per role, in order).
+    /// At most `max_events` events are kept; the rest are counted.
+    pub fn spawn(
+        exe: &Path,
+        cfg: &ProcessConfig,
+        fds: Vec<OwnedFd>,
+        max_events: usize,
+    ) -> Result<Self, EgressError> {
+        if fds.len() != cfg.roles.len() {
+            return Err(EgressError::Protocol(format!(
+                "{} sockets for {} roles",
+                fds.len(),
+                cfg.roles.len()
+            )));
+        }
+        let (ours, theirs) = UnixStream::pair().map_err(EgressError::Spawn)?;
+        let theirs_out = theirs.try_clone().map_err(EgressError::Spawn)?;
+        let mut cmd = Command::new(exe);
+        cmd.arg0(PROCESS_NAME)
+            .arg(EGRESS_ARG)
+            .env_clear()
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::from(OwnedFd::from(theirs_out)))
+            .stderr(Stdio::inherit());
+        if let Some(v) = std::env::var_os("RUST_LOG") {
+            cmd.env("RUST_LOG", v);
+        }
+        let child = cmd.spawn().map_err(EgressError::Spawn)?;
+        // From here on, a failure must not leave the child behind.
+        let mut this = Self {
+            child,
+            ctl: ours,
+            reader: None,
+            events: Arc::default(),
+            max_events,
+            dropped: Arc::default(),
+        };
+        if let Err(e) = this.send_setup(cfg, &fds) {
+            let _ = this.child.kill();
+            let _ = this.child.wait();
+            return Err(e);
+        }
+        drop(fds);
+        let read_side = this.ctl.try_clone().map_err(EgressError::Spawn)?;
+        let events = Arc::clone(&this.events);
+        let dropped = Arc::clone(&this.dropped);
+        let max = this.max_events;
+        this.reader = Some(std::thread::spawn(move || {
+            for line in BufReader::new(read_side).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<GatewayEvent>(&line) {
+                    Ok(ev) => {
+                        let mut v = events.lock().unwrap_or_else(|p| p.into_inner());
+                        if v.len() < max {
+                            v.push(ev);
+                        } else {
+                            *dropped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "malformed gateway event"),
+                }
+            }
+        }));
+        Ok(this)
+    }
+
+    fn send_setup(&mut self, cfg: &ProcessConfig, fds: &[OwnedFd]) -> Result<(), EgressError> {
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let mut space = vec![
+            std::mem::MaybeUninit::uninit();
+            rustix::cmsg_space!(ScmRights(fds.len().max(1)))
+        ];
+        let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+        if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&borrowed)) {
+            return Err(EgressError::Protocol("too many sockets".into()));
+        }
+        rustix::net::sendmsg(
+            &self.ctl,
+            &[std::io::IoSlice::new(b"F")],
+            &mut anc,
+            rustix::net::SendFlags::NOSIGNAL,
+        )
+        .map_err(|e| EgressError::Spawn(e.into()))?;
+        let doc = serde_json::to_vec(cfg).map_err(|e| EgressError::Protocol(e.to_string()))?;
+        let mut msg = (doc.len() as u32).to_le_bytes().to_vec();
+        msg.extend_from_slice(&doc);
+        self.ctl.write_all(&msg).map_err(EgressError::Spawn)
+    }
+
+    /// The gateway's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the gateway (every open flow is closed and reported) and
+    /// returns what it reported. Waits up to five seconds before killing it.
+    pub fn finish(mut self) -> GatewayOutcome {
+        let early = self.child.try_wait().ok().flatten();
+        let _ = self.ctl.shutdown(std::net::Shutdown::Write);
+        let status = early.or_else(|| wait_timeout(&mut self.child, Duration::from_secs(5)));
+        let status = match status {
+            Some(s) => Some(s),
+            None => {
+                let _ = self.child.kill();
+                self.child.wait().ok()
+            }
+        };
+        let _ = self.ctl.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let failure = match (early, status) {
+            (Some(s), _) => Some(format!("the egress gateway ended during the run ({s})")),
+            (None, Some(s)) if !s.success() => Some(format!("the egress gateway failed ({s})")),
+            (None, None) => Some("the egress gateway could not be reaped".into()),
+            _ => None,
+        };
+        let events = std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
+        let dropped = *self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        GatewayOutcome {
+            events,
+            dropped,
+            failure,
+        }
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs the gateway process when argv[1] is [`EGRESS_ARG`]; returns
+/// otherwise. Call first thing in `main` of any binary that starts
+/// gateways (the airlock CLI, test harnesses).
+pub fn gateway_main_if_requested() {
+    let mut args = std::env::args_os();
+    let _ = args.next();
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(EGRESS_ARG)) {
+        return;
+    }
+    let code = match gateway_main() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("airlock-egress: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn gateway_main() -> Result<(), EgressError> {
+    // Die with the supervisor, and name ourselves for ps/pgrep.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    let _ = rustix::thread::set_name(c"airlock-egress");
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned().map_err(EgressError::Spawn)?;
+    let ctl = UnixStream::from(stdin);
+
+    let mut space = vec![
+        std::mem::MaybeUninit::uninit();
+        rustix::cmsg_space!(ScmRights(256))
+    ];
+    let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    let got = rustix::net::recvmsg(
+        &ctl,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut anc,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| EgressError::Spawn(e.into()))?;
+    if got.bytes != 1 || byte[0] != b'F' {
+        return Err(EgressError::Protocol("no sockets from the supervisor".into()));
+    }
+    let fds: Vec<OwnedFd> = anc
+        .drain()
+        .flat_map(|m| match m {
+            rustix::net::RecvAncillaryMessage::ScmRights(f) => f.collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut len = [0u8; 4];
+    (&ctl).read_exact(&mut len).map_err(EgressError::Spawn)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_CONFIG {
+        return Err(EgressError::Protocol(format!("config of {len} bytes")));
+    }
+    let mut doc = vec![0u8; len];
+    (&ctl).read_exact(&mut doc).map_err(EgressError::Spawn)?;
+    let cfg: ProcessConfig =
+        serde_json::from_slice(&doc).map_err(|e| EgressError::Protocol(e.to_string()))?;
+    if cfg.roles.len() != fds.len() {
+        return Err(EgressError::Protocol(format!(
+            "{} sockets for {} roles",
+            fds.len(),
+            cfg.roles.len()
+        )));
+    }
+    let profile = airlock_policy::Profile::from_toml(&cfg.profile_toml, "gateway config")
+        .map_err(|e| EgressError::Protocol(e.to_string()))?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<GatewayEvent>();
+    let out = ctl.try_clone().map_err(EgressError::Spawn)?;
+    let writer = std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::new(out);
+        while let Some(ev) = rx.blocking_recv() {
+            if serde_json::to_writer(&mut out, &ev).is_err() || out.write_all(b"\n").is_err() {
+                break;
+            }
+            if rx.is_empty() && out.flush().is_err() {
+                break;
+            }
+        }
+        let _ = out.flush();
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("airlock-egress")
+        .enable_all()
+        .build()
+        .map_err(EgressError::Spawn)?;
+    let gw = Gateway::new(
+        GatewayConfig::new(cfg.sandbox, profile.network),
+        Arc::new(DenyAll),
+        tx,
+    );
+    let listeners = cfg.roles.into_iter().zip(fds).collect();
+    rt.block_on(async move {
+        let serve = tokio::spawn(gw.serve(listeners));
+        // The supervisor closes its side when the sandbox is gone.
+        let eof = tokio::task::spawn_blocking(move || {
+            let mut b = [0u8; 64];
+            loop {
+                match (&ctl).read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        });
+        tokio::select! {
+            _ = eof => {}
+            r = serve => {
+                if let Ok(Err(e)) = r {
+                    tracing::error!(error = %e, "gateway failed");
+                }
+            }
+        }
+    });
+    // Dropping the runtime drops every task: each open flow reports itself.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    let _ = writer.join();
+    Ok(())
+}
