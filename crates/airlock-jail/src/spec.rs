@@ -276,6 +276,7 @@ mod tests {
             },
             timeout: Duration::from_secs(1),
             output_cap: 1 << 20,
+            net: NetSpec::default(),
         }
     }
 

@@ -41,6 +41,15 @@ pub enum NetworkMode {
     Allowlist,
 }
 
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Allowlist => "allowlist",
+        })
+    }
+}
+
 impl FromStr for NetworkMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

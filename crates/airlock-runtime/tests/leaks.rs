@@ -134,7 +134,7 @@ fn many_sandboxes_leave_nothing_behind() {
             &["/bin/sh", "-c", "sleep 30 & echo $!"]
         };
         let r = airlock_runtime::run(&request(argv), &mut sink).unwrap();
-        assert_eq!(r.reason, ExitReason::Exit { code: 0 }, "run {i}: {r:?}");
+        assert_eq!(r.run.reason, ExitReason::Exit { code: 0 }, "run {i}: {r:?}");
     }
     let elapsed = t.elapsed();
     let fds1 = fds();
@@ -170,7 +170,7 @@ fn daemonized_grandchild_dies_with_the_sandbox() {
     let script = format!("(setsid sh -c '{marker} & exit 0' &) ; sleep 0.2; exit 0");
     let mut sink = Collect::default();
     let r = airlock_runtime::run(&request(&["/bin/sh", "-c", &script]), &mut sink).unwrap();
-    assert_eq!(r.reason, ExitReason::Exit { code: 0 });
+    assert_eq!(r.run.reason, ExitReason::Exit { code: 0 });
     // Nothing may survive: no wait needed, init's exit tears the namespace down
     // synchronously before the supervisor reaps it.
     let left = procs_with(&marker);
@@ -191,8 +191,8 @@ fn timeout_kills_everything() {
     let mut sink = Collect::default();
     let t = Instant::now();
     let r = airlock_runtime::run(&req, &mut sink).unwrap();
-    assert_eq!(r.reason, ExitReason::Timeout);
-    assert_eq!(r.exit_code, 124);
+    assert_eq!(r.run.reason, ExitReason::Timeout);
+    assert_eq!(r.run.exit_code, 124);
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "timeout took {:?}",
@@ -206,7 +206,7 @@ fn timeout_kills_everything() {
 
 fn main() {
     // The sandbox's init is a re-execution of this binary.
-    airlock_runtime::init_main_if_requested();
+    airlock_runtime::helper_main_if_requested();
     let tests: &[(&str, fn())] = &[
         (
             "daemonized_grandchild_dies_with_the_sandbox",

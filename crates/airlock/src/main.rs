@@ -40,7 +40,7 @@ pub(crate) const EXIT_FAILURE: u8 = 125;
 fn main() -> ExitCode {
     // The sandbox's init is a re-execution of this binary: take that path
     // before parsing arguments or starting anything.
-    airlock_runtime::init_main_if_requested();
+    airlock_runtime::helper_main_if_requested();
 
     let cli = Cli::parse();
     tracing_subscriber::fmt()

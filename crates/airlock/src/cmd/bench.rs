@@ -142,8 +142,8 @@ fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
         let t = Instant::now();
         let r = airlock_runtime::run(&req, &mut Collect::default())?;
         lib.push(t.elapsed());
-        if r.reason != (ExitReason::Exit { code: 0 }) {
-            bail!("sandboxed /bin/true ended with {:?}", r.reason);
+        if r.run.reason != (ExitReason::Exit { code: 0 }) {
+            bail!("sandboxed /bin/true ended with {:?}", r.run.reason);
         }
     }
     results.push(stats("airlock (library, in-process supervisor)", lib));

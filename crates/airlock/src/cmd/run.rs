@@ -45,6 +45,18 @@ pub(crate) struct Args {
     /// with a delegated or separately mounted cgroup2).
     #[arg(long, value_name = "DIR")]
     cgroup_root: Option<PathBuf>,
+    /// Network mode: "none" (the default: loopback only, nothing leaves) or
+    /// "allowlist" (default deny through the egress gateway).
+    #[arg(long, value_name = "MODE")]
+    net: Option<airlock_policy::NetworkMode>,
+    /// Allow a host: NAME, *.SUFFIX, optionally :PORT (default ports 80 and
+    /// 443). Repeatable; implies --net allowlist.
+    #[arg(long = "allow-host", value_name = "PATTERN")]
+    allow_host: Vec<String>,
+    /// Deny a host (wins over --allow-host; without :PORT, every port).
+    /// Repeatable.
+    #[arg(long = "deny-host", value_name = "PATTERN")]
+    deny_host: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -70,6 +82,38 @@ impl OutputSink for Terminal {
     }
 }
 
+/// One stderr line per refused flow (up to a few), so a refusal is never
+/// silent; `--json` has every record.
+fn summarize_network(net: &airlock_runtime::NetworkReport) {
+    use airlock_runtime::Verdict;
+    const SHOWN: usize = 10;
+    let denied: Vec<_> = net
+        .flows
+        .iter()
+        .filter(|f| f.verdict == Verdict::Deny)
+        .collect();
+    for f in denied.iter().take(SHOWN) {
+        let target = match (&f.name, f.port) {
+            (Some(n), Some(p)) => format!("{n}:{p}"),
+            (Some(n), None) => n.clone(),
+            (None, _) => f.addr.map_or_else(|| "?".into(), |a| a.to_string()),
+        };
+        eprintln!("airlock: egress denied ({:?}) {target}: {}", f.proto, f.reason);
+    }
+    if denied.len() > SHOWN {
+        eprintln!(
+            "airlock: egress denied {} more (see --json)",
+            denied.len() - SHOWN
+        );
+    }
+    for l in &net.limits_hit {
+        eprintln!("airlock: egress cap reached: {l:?}");
+    }
+    if let Some(f) = &net.gateway_failure {
+        eprintln!("airlock: {f}; the sandbox lost its network");
+    }
+}
+
 fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     items
         .iter()
@@ -90,6 +134,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         cpus: args.cpus,
         timeout: args.timeout.map(|t| t.0),
         env: parse_env(&args.env)?,
+        net: args.net,
+        allow_hosts: args.allow_host,
+        deny_hosts: args.deny_host,
     };
     let profile: Profile = profile.with_overrides(&overrides)?;
     let req = RunRequest {
@@ -102,7 +149,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         forward_signals: true,
     };
     let mut sink = Terminal { json: args.json };
-    let report = match airlock_runtime::run(&req, &mut sink) {
+    let session = match airlock_runtime::run(&req, &mut sink) {
         Ok(r) => r,
         Err(e) => {
             if args.json {
@@ -112,6 +159,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     };
+    let report = &session.run;
     if let airlock_runtime::ExitReason::ExecFailed { errno } = report.reason {
         eprintln!(
             "airlock: cannot run {:?}: {}",
@@ -132,9 +180,12 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         if report.reason == airlock_runtime::ExitReason::Timeout {
             eprintln!("airlock: timed out after {:?}", req.profile.limits.timeout);
         }
+        if let Some(net) = &session.network {
+            summarize_network(net);
+        }
     } else {
         let mut o = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut o, &report)?;
+        serde_json::to_writer_pretty(&mut o, &session)?;
         writeln!(o)?;
     }
     Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
