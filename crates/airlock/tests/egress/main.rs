@@ -171,7 +171,7 @@ impl Drop for Upstream {
 }
 
 /// `airlock run --json --profile P --workspace WS -- sh -c SCRIPT`.
-pub fn run_sh(sb: &Sandbox, profile: &PathBuf, script: &str) -> Run {
+pub fn run_sh(sb: &Sandbox, profile: &std::path::Path, script: &str) -> Run {
     let ws = sb.workspace().to_str().unwrap().to_owned();
     sb.airlock(&[
         "run",
