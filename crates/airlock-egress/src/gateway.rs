@@ -202,12 +202,7 @@ impl Gateway {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn flow(
-        &self,
-        proto: FlowProto,
-        name: Option<String>,
-        port: Option<u16>,
-    ) -> Flow {
+    pub(crate) fn flow(&self, proto: FlowProto, name: Option<String>, port: Option<u16>) -> Flow {
         Flow::new(
             self.events.clone(),
             &self.cfg.sandbox,
@@ -388,7 +383,10 @@ impl Gateway {
     }
 
     /// Connects to the first address that answers.
-    pub(crate) async fn connect(&self, addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), String> {
+    pub(crate) async fn connect(
+        &self,
+        addrs: &[SocketAddr],
+    ) -> Result<(TcpStream, SocketAddr), String> {
         let mut last = String::from("no address");
         for &a in addrs {
             match tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(a)).await {
@@ -520,7 +518,10 @@ impl Gateway {
             .and_then(|mut p| p.get_or_assign(&name));
         let Some(fake) = fake else {
             self.limit_hit(EgressLimit::AddressPool);
-            flow.decide(Verdict::Deny, "cap: the sandbox's fake address pool is exhausted");
+            flow.decide(
+                Verdict::Deny,
+                "cap: the sandbox's fake address pool is exhausted",
+            );
             return Some(dns::respond(&q, Answer::ServFail));
         };
         let answer = if q.qtype == hickory_proto::rr::RecordType::A {
@@ -637,10 +638,13 @@ impl Gateway {
         if !head.is_empty() && up.write_all(&head).await.is_err() {
             return;
         }
-        let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up, 64 * 1024, 64 * 1024)
-            .await;
+        let _ =
+            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up, 64 * 1024, 64 * 1024)
+                .await;
         if let Some(limit) = self.over_byte_cap() {
-            flow.record.reason.push_str(&format!("; cut: {} reached", limit_name(limit)));
+            flow.record
+                .reason
+                .push_str(&format!("; cut: {} reached", limit_name(limit)));
         }
     }
 
@@ -657,9 +661,7 @@ impl Gateway {
             match client_hello(head) {
                 Hello::Sni(s) => return Ok(Some(s)),
                 Hello::NoSni => return Ok(None),
-                Hello::NotTls => {
-                    return Err("port 443 without a TLS ClientHello is refused".into())
-                }
+                Hello::NotTls => return Err("port 443 without a TLS ClientHello is refused".into()),
                 Hello::Incomplete => {}
             }
             if head.len() >= MAX_HELLO {
