@@ -21,6 +21,9 @@
 
 pub mod dns;
 mod flow;
+/// Fuzz entry points: raw bytes into the DNS server, the HTTP proxy and the
+/// SNI reader of a gateway whose policy can never reach the network.
+pub mod fuzzing;
 mod gateway;
 mod hook;
 mod mock;
@@ -28,14 +31,12 @@ mod process;
 mod proxy;
 pub mod sni;
 
-pub use flow::{
-    EgressLimit, FlowProto, FlowRecord, GatewayEvent, SinkRecord, Verdict,
-};
+pub use flow::{EgressLimit, FlowProto, FlowRecord, GatewayEvent, SinkRecord, Verdict};
 pub use gateway::{Gateway, GatewayConfig, ListenerRole, FAKE_BASE, FAKE_POOL};
 pub use hook::{DenyAll, EscalationHook, EscalationRequest, HookAnswer};
 pub use process::{
     gateway_main_if_requested, GatewayOutcome, GatewayProcess, ProcessConfig, EGRESS_ARG,
-    PROCESS_NAME,
+    GATEWAY_UNPRIVILEGED_ID, PROCESS_NAME,
 };
 pub use proxy::{request_target, serve_io as serve_proxy_io, REASON_HEADER};
 

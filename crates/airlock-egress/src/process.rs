@@ -139,10 +139,8 @@ impl GatewayProcess {
 
     fn send_setup(&mut self, cfg: &ProcessConfig, fds: &[OwnedFd]) -> Result<(), EgressError> {
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-        let mut space = vec![
-            std::mem::MaybeUninit::uninit();
-            rustix::cmsg_space!(ScmRights(fds.len().max(1)))
-        ];
+        let mut space =
+            vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
         let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
         if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&borrowed)) {
             return Err(EgressError::Protocol("too many sockets".into()));
@@ -230,17 +228,43 @@ pub fn gateway_main_if_requested() {
     std::process::exit(code);
 }
 
+/// The uid and gid a root-started gateway switches to (nobody/nogroup).
+pub const GATEWAY_UNPRIVILEGED_ID: u32 = 65534;
+
+/// The gateway needs no privilege: it serves sockets it was given and
+/// connects out. Started by root, it becomes nobody (no groups, and so no
+/// capabilities); either way it sets no_new_privs. Runs while the process
+/// has one thread, since these calls change only the calling thread.
+fn drop_privileges() -> Result<(), EgressError> {
+    use rustix::process::{Gid, Uid};
+    let err = |what: &str, e: rustix::io::Errno| {
+        EgressError::Protocol(format!("dropping privileges ({what}): {e}"))
+    };
+    if rustix::process::geteuid().is_root() {
+        let id = GATEWAY_UNPRIVILEGED_ID;
+        rustix::thread::set_thread_groups(&[]).map_err(|e| err("setgroups", e))?;
+        let g = Gid::from_raw(id);
+        rustix::thread::set_thread_res_gid(g, g, g).map_err(|e| err("setresgid", e))?;
+        let u = Uid::from_raw(id);
+        rustix::thread::set_thread_res_uid(u, u, u).map_err(|e| err("setresuid", e))?;
+    }
+    rustix::thread::set_no_new_privs(true).map_err(|e| err("no_new_privs", e))?;
+    // PR_SET_PDEATHSIG is cleared by a uid change: arm it again.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    Ok(())
+}
+
 fn gateway_main() -> Result<(), EgressError> {
     // Die with the supervisor, and name ourselves for ps/pgrep.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let _ = rustix::thread::set_name(c"airlock-egress");
-    let stdin = std::io::stdin().as_fd().try_clone_to_owned().map_err(EgressError::Spawn)?;
+    let stdin = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(EgressError::Spawn)?;
     let ctl = UnixStream::from(stdin);
 
-    let mut space = vec![
-        std::mem::MaybeUninit::uninit();
-        rustix::cmsg_space!(ScmRights(256))
-    ];
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(256))];
     let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
     let mut byte = [0u8; 1];
     let got = rustix::net::recvmsg(
@@ -251,7 +275,9 @@ fn gateway_main() -> Result<(), EgressError> {
     )
     .map_err(|e| EgressError::Spawn(e.into()))?;
     if got.bytes != 1 || byte[0] != b'F' {
-        return Err(EgressError::Protocol("no sockets from the supervisor".into()));
+        return Err(EgressError::Protocol(
+            "no sockets from the supervisor".into(),
+        ));
     }
     let fds: Vec<OwnedFd> = anc
         .drain()
@@ -279,6 +305,7 @@ fn gateway_main() -> Result<(), EgressError> {
     }
     let profile = airlock_policy::Profile::from_toml(&cfg.profile_toml, "gateway config")
         .map_err(|e| EgressError::Protocol(e.to_string()))?;
+    drop_privileges()?;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<GatewayEvent>();
     let out = ctl.try_clone().map_err(EgressError::Spawn)?;

@@ -317,6 +317,28 @@ fn gateway_killed_mid_run_fails_closed() {
             .filter(|p| comm(*p).as_deref() == Some("airlock-egress"))
             .collect();
         assert_eq!(gateway.len(), 1, "[{mode}] children {kids:?}");
+        // The gateway parses hostile input: it holds no privilege (a
+        // root-started one runs as nobody) and cannot regain any.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gateway[0])).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap()
+        };
+        assert_eq!(
+            field("Uid:"),
+            "65534 65534 65534 65534",
+            "[{mode}] {status}"
+        );
+        assert_eq!(
+            field("Gid:"),
+            "65534 65534 65534 65534",
+            "[{mode}] {status}"
+        );
+        assert_eq!(field("NoNewPrivs:"), "1", "[{mode}]");
+        assert_eq!(field("CapEff:"), "0000000000000000", "[{mode}]");
         let killed_at = Instant::now();
         assert!(std::process::Command::new("kill")
             .args(["-9", &gateway[0].to_string()])
