@@ -32,14 +32,19 @@ pub(crate) async fn answer(
                 Some(r) => {
                     let mut b = Response::builder()
                         .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK));
-                    if !r.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+                    if !r
+                        .headers
+                        .keys()
+                        .any(|k| k.eq_ignore_ascii_case("content-type"))
+                    {
                         b = b.header("content-type", "text/plain; charset=utf-8");
                     }
                     for (k, v) in &r.headers {
                         b = b.header(k.as_str(), v.as_str());
                     }
-                    b.body(full(r.body.clone()))
-                        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "bad mock response"))
+                    b.body(full(r.body.clone())).unwrap_or_else(|_| {
+                        text(StatusCode::INTERNAL_SERVER_ERROR, "bad mock response")
+                    })
                 }
                 None => text(
                     StatusCode::NOT_FOUND,
@@ -56,7 +61,12 @@ pub(crate) async fn answer(
             let headers = req
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let cap = gw.cfg.sink_body_cap;
             let (bytes, body_len, truncated) = read_capped(req.into_body(), cap).await;

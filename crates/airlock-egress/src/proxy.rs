@@ -180,7 +180,10 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody>
                             )
                             .await
                         }
-                        Err(e) => flow.record.reason.push_str(&format!("; upgrade failed: {e}")),
+                        Err(e) => flow
+                            .record
+                            .reason
+                            .push_str(&format!("; upgrade failed: {e}")),
                     }
                 });
                 Response::new(BoxBody::default())
@@ -203,15 +206,15 @@ async fn forward(
     port: u16,
 ) -> Response<BoxedBody> {
     let metered = gw.meter(upstream, Arc::clone(&flow.counters));
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(metered)).await
-    {
-        Ok(x) => x,
-        Err(e) => {
-            let mut flow = flow;
-            flow.record.reason.push_str(&format!("; {e}"));
-            return refuse(&flow, StatusCode::BAD_GATEWAY);
-        }
-    };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(metered)).await {
+            Ok(x) => x,
+            Err(e) => {
+                let mut flow = flow;
+                flow.record.reason.push_str(&format!("; {e}"));
+                return refuse(&flow, StatusCode::BAD_GATEWAY);
+            }
+        };
     tokio::spawn(async move {
         let _ = conn.await;
         drop(flow);

@@ -100,6 +100,9 @@ pub(crate) mod tests {
         assert_eq!(client_hello(&h), Hello::Sni("example.com".into()));
         assert_eq!(client_hello(&h[..20]), Hello::Incomplete);
         assert_eq!(client_hello(b"GET / HTTP/1.1\r\n"), Hello::NotTls);
-        assert_eq!(client_hello(&[0x16, 0x03, 0x01, 0x00, 0x01, 0x02]), Hello::NotTls);
+        assert_eq!(
+            client_hello(&[0x16, 0x03, 0x01, 0x00, 0x01, 0x02]),
+            Hello::NotTls
+        );
     }
 }

@@ -217,8 +217,8 @@ fn hand_over_listeners(spec: &JailSpec) {
         } else {
             SocketType::STREAM
         };
-        let made = rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, None)
-            .and_then(|s| {
+        let made =
+            rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, None).and_then(|s| {
                 if !l.udp {
                     rustix::net::sockopt::set_socket_reuseaddr(&s, true)?;
                 }
@@ -237,8 +237,8 @@ fn hand_over_listeners(spec: &JailSpec) {
             )),
         }
     }
-    let report = serde_json::to_vec(&Report::Listeners { count: socks.len() })
-        .expect("report serializes");
+    let report =
+        serde_json::to_vec(&Report::Listeners { count: socks.len() }).expect("report serializes");
     let fds: Vec<_> = socks.iter().map(|s| s.as_fd()).collect();
     let mut space = vec![
         std::mem::MaybeUninit::uninit();

@@ -127,7 +127,9 @@ fn receive_listeners(ctl: &OwnedFd, want: usize) -> Result<Vec<OwnedFd>, JailErr
                 return Ok(fds)
             }
             Ok(Report::SetupError { message }) => return Err(SpawnError::Setup(message).into()),
-            Ok(other) => format!("unexpected report while waiting for network listeners: {other:?}"),
+            Ok(other) => {
+                format!("unexpected report while waiting for network listeners: {other:?}")
+            }
             Err(e) => format!("malformed report from sandbox: {e}"),
         }
     };
@@ -729,7 +731,8 @@ pub fn run(
                                         nofile,
                                     }) => payload_exit = Some((status, full, nofile)),
                                     Ok(Report::Listeners { .. }) => {
-                                        setup_error = Some("unexpected second listener report".into())
+                                        setup_error =
+                                            Some("unexpected second listener report".into())
                                     }
                                     Err(e) => {
                                         setup_error =

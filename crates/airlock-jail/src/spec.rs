@@ -174,7 +174,12 @@ impl JailSpec {
                 return Err(SpecError::BadListener { addr: l.addr });
             }
         }
-        if self.net.resolv_conf.as_deref().is_some_and(|r| r.contains('\0')) {
+        if self
+            .net
+            .resolv_conf
+            .as_deref()
+            .is_some_and(|r| r.contains('\0'))
+        {
             return Err(SpecError::Nul {
                 field: "net.resolv_conf",
             });

@@ -104,7 +104,11 @@ fn network_plan(net: &NetworkPolicy) -> Option<(NetSpec, Vec<ListenerRole>)> {
             udp: false,
         },
     ];
-    let mut roles = vec![ListenerRole::Proxy, ListenerRole::DnsUdp, ListenerRole::DnsTcp];
+    let mut roles = vec![
+        ListenerRole::Proxy,
+        ListenerRole::DnsUdp,
+        ListenerRole::DnsTcp,
+    ];
     for port in net.capture_ports() {
         listeners.push(ListenSpec {
             addr: (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
@@ -298,7 +302,10 @@ pub fn new_sandbox_id() -> String {
             .unwrap_or(0);
         b = ((t as u64) ^ u64::from(std::process::id())).to_le_bytes();
     }
-    format!("sbx-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    format!(
+        "sbx-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
 }
 
 /// Passes output through and starts the gateway when the jail hands over
@@ -318,7 +325,8 @@ impl OutputSink for GatewaySink<'_> {
     }
     fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
         let exe = std::path::Path::new("/proc/self/exe");
-        let gw = GatewayProcess::spawn(exe, &self.config, fds, MAX_EVENTS).map_err(|e| e.to_string())?;
+        let gw =
+            GatewayProcess::spawn(exe, &self.config, fds, MAX_EVENTS).map_err(|e| e.to_string())?;
         tracing::debug!(pid = gw.pid(), "egress gateway started");
         self.gateway = Some(gw);
         Ok(())

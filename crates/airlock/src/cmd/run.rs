@@ -98,7 +98,10 @@ fn summarize_network(net: &airlock_runtime::NetworkReport) {
             (Some(n), None) => n.clone(),
             (None, _) => f.addr.map_or_else(|| "?".into(), |a| a.to_string()),
         };
-        eprintln!("airlock: egress denied ({:?}) {target}: {}", f.proto, f.reason);
+        eprintln!(
+            "airlock: egress denied ({:?}) {target}: {}",
+            f.proto, f.reason
+        );
     }
     if denied.len() > SHOWN {
         eprintln!(
