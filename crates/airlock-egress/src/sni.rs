@@ -64,35 +64,10 @@ pub fn client_hello(buf: &[u8]) -> Hello {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// A minimal TLS 1.2 ClientHello with an SNI extension.
-    pub(crate) fn hello_with_sni(name: &str) -> Vec<u8> {
-        let n = name.as_bytes();
-        let mut sni = Vec::new();
-        let list_len = 3 + n.len();
-        sni.extend_from_slice(&[0x00, 0x00]); // type server_name
-        sni.extend_from_slice(&((list_len + 2) as u16).to_be_bytes());
-        sni.extend_from_slice(&(list_len as u16).to_be_bytes());
-        sni.push(0); // host_name
-        sni.extend_from_slice(&(n.len() as u16).to_be_bytes());
-        sni.extend_from_slice(n);
-        let mut body = vec![0x03, 0x03];
-        body.extend_from_slice(&[7u8; 32]); // random
-        body.push(0); // session id
-        body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01]); // one cipher
-        body.extend_from_slice(&[0x01, 0x00]); // null compression
-        body.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-        body.extend_from_slice(&sni);
-        let mut hs = vec![0x01];
-        hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        hs.extend_from_slice(&body);
-        let mut rec = vec![0x16, 0x03, 0x01];
-        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-        rec.extend_from_slice(&hs);
-        rec
-    }
+    use crate::fuzzing::hello_with_sni;
 
     #[test]
     fn reads_sni_and_waits_for_more() {
