@@ -1,5 +1,6 @@
 //! `airlock bench spawn`: start-to-exit latency of `/bin/true` under a
 //! profile, side by side in one run with bubblewrap and a plain fork+exec.
+//! `airlock bench egress` lives in `bench_egress`.
 
 use std::process::{Command as Proc, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +13,9 @@ use anyhow::{bail, Context};
 pub(crate) enum Command {
     /// Start-to-exit latency of a sandboxed /bin/true (p50, p99).
     Spawn(SpawnArgs),
+    /// Throughput and per-request latency through the egress gateway,
+    /// against the same clients talking to the upstream directly.
+    Egress(super::bench_egress::EgressArgs),
 }
 
 /// Options of `bench spawn`.
@@ -209,5 +213,6 @@ fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Spawn(a) => spawn(a),
+        Command::Egress(a) => super::bench_egress::egress(a),
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod bench_egress;
 pub(crate) mod doctor;
 pub(crate) mod profile;
 pub(crate) mod run;
