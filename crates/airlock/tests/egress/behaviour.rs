@@ -250,7 +250,11 @@ ip = socket.gethostbyname("api.test")
 def get():
     s = socket.create_connection((ip, 8080), timeout=5)
     s.sendall(b"GET /hello HTTP/1.0\r\nHost: api.test\r\n\r\n")
-    return s.recv(4096)
+    data = b""
+    while True:
+        c = s.recv(4096)
+        if not c: return data
+        data += c
 assert b"hello from upstream" in get()
 print("READY", flush=True)
 deadline = time.time() + 20
@@ -307,7 +311,13 @@ fn gateway_killed_mid_run_fails_closed() {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "READY", "[{mode}] first request failed");
+        if line.trim() != "READY" {
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "[{mode}] the first request failed: {line}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         // The airlock supervisor (setpriv execs it, keeping the pid).
         let supervisor = child.id();
         let kids = children_of(supervisor);
