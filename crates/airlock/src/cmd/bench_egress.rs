@@ -6,6 +6,10 @@
 //! request per connection, `Connection: close`, for every variant). The
 //! sandboxes use a profile built here: allowlist mode, `bench.test` pinned
 //! to 127.0.0.1, loopback allowed for that one address, no byte caps.
+//! Variants are interleaved (throughput: each round is a direct download,
+//! then one sandbox downloading through the proxy and then by capture;
+//! latency: chunks of requests, alternating) so that a change in background
+//! load hits all of them alike.
 //!
 //! Gateway CPU: the gateway is a child process of this one (comm and
 //! argv[0] `airlock-egress`). The payload prints a marker line before and
@@ -13,8 +17,8 @@
 //! as it reads the payload's stdout, samples the gateway's utime+stime
 //! (all threads) from `/proc/<pid>/stat` at each marker. The payload sleeps
 //! 0.2 s before the first marker (the gateway has finished starting) and
-//! 0.2 s after it (the sample is taken before the transfer starts), so the
-//! difference is the gateway's CPU for the transfers alone. getrusage
+//! 0.1 s after each (the sample is taken before the next transfer starts),
+//! so each difference is the gateway's CPU for one transfer. getrusage
 //! cannot tell the gateway from the sandbox (both are children), and a
 //! payload cannot read the gateway's /proc entry (other pid namespace).
 
@@ -34,11 +38,12 @@ pub(crate) struct EgressArgs {
     /// Body size of each throughput download, e.g. 1G, 256M.
     #[arg(long, default_value = "1G")]
     bytes: ByteSize,
-    /// Downloads per throughput variant (the median is reported).
+    /// Downloads per throughput variant, interleaved (the median is
+    /// reported).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Sequential small requests per latency variant, each on a new
-    /// connection.
+    /// connection (the variants alternate every 100).
     #[arg(long, short = 'n', default_value_t = 1000)]
     requests: usize,
     /// Print JSON instead of a table.
@@ -54,9 +59,14 @@ const MARK: &[u8] = b"@@airlock-bench-mark";
 const CHUNK: usize = 1 << 20;
 /// Body of `/small`: 100 bytes.
 const SMALL_BODY: &[u8] =
-    b"airlock egress benchmark: a small response body of exactly one hundred bytes, padded to size......\n";
-/// Unmeasured requests before each latency variant.
+    b"airlock egress benchmark: a small response body of exactly one hundred bytes, padded to size.......\n";
+const _: () = assert!(SMALL_BODY.len() == 100);
+/// Unmeasured requests before each latency chunk.
 const WARMUP: usize = 20;
+/// The latency variants alternate every this many requests.
+const LATENCY_CHUNK: usize = 100;
+/// The latency client's interpreter, on the host and in the sandbox.
+const PYTHON: &str = "/usr/bin/python3";
 /// The gateway's process name (`/proc/<pid>/comm`).
 const GATEWAY_COMM: &str = "airlock-egress";
 
@@ -91,7 +101,7 @@ for i in range(warm + n):
     t1 = time.perf_counter_ns()
     s.close()
     resp = b"".join(got)
-    if not resp.startswith(b"HTTP/1.1 200") or not resp.endswith(b"hundred bytes, padded to size......\n"):
+    if not resp.startswith(b"HTTP/1.1 200") or not resp.endswith(b"bytes, padded to size.......\n"):
         sys.exit("bad response: %r" % resp[:200])
     if i >= warm:
         out.append((t1 - t0) / 1000.0)
@@ -231,7 +241,7 @@ fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
 }
 
 /// CPU time of a process over an interval.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
     user: Duration,
     sys: Duration,
@@ -290,21 +300,20 @@ max_connections_per_sec = 100000
     Ok(Profile::from_toml(&src, "bench egress profile")?)
 }
 
-/// What a sandboxed variant printed, and the gateway's CPU time between
-/// its first and last marker.
+/// What a sandboxed payload printed, and the gateway's CPU time between
+/// each two consecutive markers.
 struct Sandboxed {
     stdout: String,
-    gateway_cpu: Option<Cpu>,
+    intervals: Vec<Option<Cpu>>,
 }
 
-/// Runs `argv` in a sandbox with `profile` and checks that it succeeded
-/// and that the gateway allowed at least `flows` flows of kind `proto`
-/// and refused none.
+/// Runs `argv` in a sandbox with `profile` and checks that it succeeded,
+/// that the gateway refused nothing and allowed at least `n` flows of each
+/// `(kind, n)` in `expect`.
 fn run_sandboxed(
     profile: &Profile,
     argv: Vec<String>,
-    proto: FlowProto,
-    flows: usize,
+    expect: &[(FlowProto, usize)],
 ) -> anyhow::Result<Sandboxed> {
     let req = RunRequest {
         profile: profile.clone(),
@@ -344,36 +353,40 @@ fn run_sandboxed(
             .map(|f| &f.reason)
             .collect::<Vec<_>>()
     );
-    let allowed = net
-        .flows
-        .iter()
-        .filter(|f| f.verdict == Verdict::Allow && f.proto == proto)
-        .count();
-    ensure!(
-        allowed >= flows,
-        "expected {flows} {proto:?} flows through the gateway, saw {allowed}"
-    );
-    let gateway_cpu = match (sink.samples.first(), sink.samples.last()) {
-        (Some(Some(a)), Some(Some(b))) if sink.samples.len() >= 2 => {
-            let hz = rustix::param::clock_ticks_per_second() as f64;
-            let secs =
-                |t0: u64, t1: u64| Duration::from_secs_f64(t1.saturating_sub(t0) as f64 / hz);
-            Some(Cpu {
+    for &(proto, n) in expect {
+        let allowed = net
+            .flows
+            .iter()
+            .filter(|f| f.verdict == Verdict::Allow && f.proto == proto)
+            .count();
+        ensure!(
+            allowed >= n,
+            "expected {n} {proto:?} flows through the gateway, saw {allowed}"
+        );
+    }
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let secs = |t0: u64, t1: u64| Duration::from_secs_f64(t1.saturating_sub(t0) as f64 / hz);
+    let intervals = sink
+        .samples
+        .windows(2)
+        .map(|w| match (w[0], w[1]) {
+            (Some(a), Some(b)) => Some(Cpu {
                 user: secs(a.0, b.0),
                 sys: secs(a.1, b.1),
-            })
-        }
-        _ => None,
-    };
+            }),
+            _ => None,
+        })
+        .collect();
     Ok(Sandboxed {
         stdout: String::from_utf8_lossy(&sink.stdout).into_owned(),
-        gateway_cpu,
+        intervals,
     })
 }
 
-/// `size time` lines printed by `curl -w`, checked against the expected
-/// size; returns MB/s (10^6 bytes per second) of each.
-fn parse_curl(out: &str, bytes: u64, rounds: usize) -> anyhow::Result<Vec<f64>> {
+/// `size time` lines printed by `curl -w` (marker lines skipped), checked
+/// against the expected size and count; returns MB/s (10^6 bytes per
+/// second) of each.
+fn parse_curl(out: &str, bytes: u64, count: usize) -> anyhow::Result<Vec<f64>> {
     let v: Vec<f64> = out
         .lines()
         .filter(|l| l.as_bytes() != MARK)
@@ -392,86 +405,65 @@ fn parse_curl(out: &str, bytes: u64, rounds: usize) -> anyhow::Result<Vec<f64>> 
         })
         .collect::<anyhow::Result<_>>()?;
     ensure!(
-        v.len() == rounds,
-        "expected {rounds} downloads, curl reported {}",
+        v.len() == count,
+        "expected {count} downloads, curl reported {}",
         v.len()
     );
     Ok(v)
 }
 
-fn curl_format() -> &'static str {
-    "%{size_download} %{time_total}\\n"
-}
+/// curl's `-w` format: size and total time of the transfer.
+const CURL_FORMAT: &str = "%{size_download} %{time_total}\\n";
 
 fn big_url(host: &str, port: u16, bytes: u64) -> String {
     format!("http://{host}:{port}/big?bytes={bytes}")
 }
 
-/// Direct downloads from the host.
-fn throughput_direct(port: u16, bytes: u64, rounds: usize) -> anyhow::Result<Vec<f64>> {
-    let mut out = String::new();
-    for _ in 0..rounds {
-        let o = Proc::new("curl")
-            .args(["-sS", "-f", "--noproxy", "*", "-o", "/dev/null", "-w"])
-            .arg(curl_format())
-            .arg(big_url("127.0.0.1", port, bytes))
-            .stdin(Stdio::null())
-            .output()
-            .context("running curl (is it installed?)")?;
-        if !o.status.success() {
-            bail!(
-                "curl on the host failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        out.push_str(&String::from_utf8_lossy(&o.stdout));
+/// One direct download from the host, in MB/s.
+fn throughput_direct(port: u16, bytes: u64) -> anyhow::Result<f64> {
+    let o = Proc::new("curl")
+        .args(["-sS", "-f", "--noproxy", "*", "-o", "/dev/null", "-w"])
+        .arg(CURL_FORMAT)
+        .arg(big_url("127.0.0.1", port, bytes))
+        .stdin(Stdio::null())
+        .output()
+        .context("running curl (is it installed?)")?;
+    if !o.status.success() {
+        bail!(
+            "curl on the host failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
-    parse_curl(&out, bytes, rounds)
+    Ok(parse_curl(&String::from_utf8_lossy(&o.stdout), bytes, 1)?[0])
 }
 
-/// Downloads inside a sandbox; `capture` bypasses the proxy.
+/// One sandbox that downloads once through the proxy, then once by
+/// capture (`--noproxy '*'`), with markers around each. Returns MB/s and
+/// the gateway's CPU time of each, in that order.
 fn throughput_sandboxed(
     profile: &Profile,
     port: u16,
     bytes: u64,
-    rounds: usize,
-    capture: bool,
-) -> anyhow::Result<(Vec<f64>, Option<Cpu>)> {
+) -> anyhow::Result<([f64; 2], [Option<Cpu>; 2])> {
     let mark = String::from_utf8_lossy(MARK);
-    let noproxy = if capture { "--noproxy '*' " } else { "" };
+    let url = big_url(HOST, port, bytes);
     let script = format!(
-        "set -e\nsleep 0.2\necho {mark}\nsleep 0.2\n\
-         for i in $(seq {rounds}); do curl -sS -f {noproxy}-o /dev/null -w '{fmt}' '{url}'; done\n\
-         echo {mark}\n",
-        fmt = curl_format(),
-        url = big_url(HOST, port, bytes),
+        "set -e\n\
+         sleep 0.2\necho {mark}\nsleep 0.1\n\
+         curl -sS -f -o /dev/null -w '{CURL_FORMAT}' '{url}'\n\
+         echo {mark}\nsleep 0.1\n\
+         curl -sS -f --noproxy '*' -o /dev/null -w '{CURL_FORMAT}' '{url}'\n\
+         echo {mark}\n"
     );
-    let proto = if capture {
-        FlowProto::Capture
-    } else {
-        FlowProto::Http
-    };
     let r = run_sandboxed(
         profile,
         vec!["/bin/sh".into(), "-c".into(), script],
-        proto,
-        rounds,
+        &[(FlowProto::Http, 1), (FlowProto::Capture, 1)],
     )?;
-    Ok((parse_curl(&r.stdout, bytes, rounds)?, r.gateway_cpu))
-}
-
-fn latency_args(mode: &str, host: &str, port: u16, requests: usize) -> Vec<String> {
-    vec![
-        "/usr/bin/python3".into(),
-        "-c".into(),
-        LATENCY_PY.into(),
-        mode.into(),
-        host.into(),
-        port.to_string(),
-        requests.to_string(),
-        WARMUP.to_string(),
-    ]
+    let v = parse_curl(&r.stdout, bytes, 2)?;
+    let cpu = |i: usize| r.intervals.get(i).copied().flatten();
+    Ok(([v[0], v[1]], [cpu(0), cpu(1)]))
 }
 
 fn parse_latency(out: &str, requests: usize) -> anyhow::Result<Vec<f64>> {
@@ -487,10 +479,11 @@ fn parse_latency(out: &str, requests: usize) -> anyhow::Result<Vec<f64>> {
     Ok(v)
 }
 
+/// `requests` timed requests from the host, in microseconds.
 fn latency_direct(port: u16, requests: usize) -> anyhow::Result<Vec<f64>> {
-    let argv = latency_args("direct", "127.0.0.1", port, requests);
-    let o = Proc::new(&argv[0])
-        .args(&argv[1..])
+    let o = Proc::new(PYTHON)
+        .args(["-c", LATENCY_PY, "direct", "127.0.0.1"])
+        .args([port.to_string(), requests.to_string(), WARMUP.to_string()])
         .stdin(Stdio::null())
         .output()
         .context("running /usr/bin/python3")?;
@@ -504,24 +497,37 @@ fn latency_direct(port: u16, requests: usize) -> anyhow::Result<Vec<f64>> {
     parse_latency(&String::from_utf8_lossy(&o.stdout), requests)
 }
 
+/// One sandbox that times `requests` requests through the proxy, then
+/// `requests` by capture; microseconds.
 fn latency_sandboxed(
     profile: &Profile,
     port: u16,
     requests: usize,
-    capture: bool,
-) -> anyhow::Result<Vec<f64>> {
-    let (mode, proto) = if capture {
-        ("capture", FlowProto::Capture)
-    } else {
-        ("proxy", FlowProto::Http)
-    };
+) -> anyhow::Result<[Vec<f64>; 2]> {
+    let mark = String::from_utf8_lossy(MARK);
+    // The client script is $0 of the shell.
+    let script = format!(
+        "set -e\n\
+         {PYTHON} -c \"$0\" proxy {HOST} {port} {requests} {WARMUP}\n\
+         echo {mark}\n\
+         {PYTHON} -c \"$0\" capture {HOST} {port} {requests} {WARMUP}\n"
+    );
     let r = run_sandboxed(
         profile,
-        latency_args(mode, HOST, port, requests),
-        proto,
-        requests + WARMUP,
+        vec!["/bin/sh".into(), "-c".into(), script, LATENCY_PY.into()],
+        &[
+            (FlowProto::Http, requests + WARMUP),
+            (FlowProto::Capture, requests + WARMUP),
+        ],
     )?;
-    parse_latency(&r.stdout, requests)
+    let (proxy, capture) = r
+        .stdout
+        .split_once(&format!("{mark}\n"))
+        .context("no marker between the two latency clients' output")?;
+    Ok([
+        parse_latency(proxy, requests)?,
+        parse_latency(capture, requests)?,
+    ])
 }
 
 // ---------------------------------------------------------------- figures
@@ -607,10 +613,23 @@ pub(crate) fn egress(args: EgressArgs) -> anyhow::Result<ExitCode> {
     let profile = bench_profile(port)?;
     let gib = (bytes as f64 * args.rounds as f64) / f64::from(1u32 << 30);
 
-    // Throughput.
-    let direct = throughput_direct(port, bytes, args.rounds)?;
-    let (proxy, proxy_cpu) = throughput_sandboxed(&profile, port, bytes, args.rounds, false)?;
-    let (capture, capture_cpu) = throughput_sandboxed(&profile, port, bytes, args.rounds, true)?;
+    // Throughput, the variants interleaved round by round so that a change
+    // in background load hits all three alike.
+    let (mut direct, mut proxy, mut capture) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu: [Option<Cpu>; 2] = [Some(Cpu::default()); 2];
+    for _ in 0..args.rounds {
+        direct.push(throughput_direct(port, bytes)?);
+        let ([p, c], round_cpu) = throughput_sandboxed(&profile, port, bytes)?;
+        proxy.push(p);
+        capture.push(c);
+        for (total, r) in cpu.iter_mut().zip(round_cpu) {
+            *total = total.zip(r).map(|(t, r)| Cpu {
+                user: t.user + r.user,
+                sys: t.sys + r.sys,
+            });
+        }
+    }
+    let [proxy_cpu, capture_cpu] = cpu;
     let mut sorted = direct.clone();
     sorted.sort_by(f64::total_cmp);
     let direct_median = sorted[sorted.len() / 2];
@@ -632,14 +651,18 @@ pub(crate) fn egress(args: EgressArgs) -> anyhow::Result<ExitCode> {
         ),
     ];
 
-    // Latency.
-    let direct = latency(
-        "direct (host python3)",
-        latency_direct(port, args.requests)?,
-        None,
-    );
-    let proxy = latency_sandboxed(&profile, port, args.requests, false)?;
-    let capture = latency_sandboxed(&profile, port, args.requests, true)?;
+    // Latency, the variants alternating every LATENCY_CHUNK requests.
+    let (mut direct, mut proxy, mut capture) = (Vec::new(), Vec::new(), Vec::new());
+    let mut left = args.requests;
+    while left > 0 {
+        let k = left.min(LATENCY_CHUNK);
+        direct.extend(latency_direct(port, k)?);
+        let [p, c] = latency_sandboxed(&profile, port, k)?;
+        proxy.extend(p);
+        capture.extend(c);
+        left -= k;
+    }
+    let direct = latency("direct (host python3)", direct, None);
     let lat = vec![
         latency(
             "gateway, proxy (127.0.0.1:3128)",
@@ -676,8 +699,8 @@ pub(crate) fn egress(args: EgressArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "egress throughput: {} body, {} download(s) per variant (median; MB = 10^6 bytes), \
-         upstream on 127.0.0.1:{port}",
+        "egress throughput: {} body, {} interleaved rounds of direct, proxy, capture; \
+         median MB/s (MB = 10^6 bytes); upstream on 127.0.0.1:{port}",
         args.bytes, args.rounds
     );
     println!(
@@ -700,7 +723,8 @@ pub(crate) fn egress(args: EgressArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "egress latency: {} sequential GET /small (100-byte body), a new connection each, \
+        "egress latency: {} sequential GET /small (100-byte body) per variant, a new \
+         connection each, variants alternating every {LATENCY_CHUNK} requests, each chunk \
          after {WARMUP} warm-up requests; microseconds",
         args.requests
     );
