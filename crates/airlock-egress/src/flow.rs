@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How the sandbox tried to reach out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowProto {
     /// A query to the sandbox's DNS server.
+    #[default]
     Dns,
     /// An absolute-form HTTP request to the proxy.
     Http,
@@ -24,19 +25,20 @@ pub enum FlowProto {
 }
 
 /// The gateway's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Forwarded to the real destination.
     Allow,
     /// Refused.
+    #[default]
     Deny,
     /// Answered by a built-in mock; nothing left the host.
     Mock,
 }
 
 /// One decision, with its traffic once the flow has closed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FlowRecord {
     /// Milliseconds since the Unix epoch when the attempt started.
     pub time_ms: u64,
@@ -188,24 +190,7 @@ impl Flow {
 
 impl Drop for Flow {
     fn drop(&mut self) {
-        let mut record = std::mem::replace(
-            &mut self.record,
-            FlowRecord {
-                time_ms: 0,
-                sandbox: String::new(),
-                seq: 0,
-                proto: FlowProto::Dns,
-                name: None,
-                port: None,
-                addr: None,
-                verdict: Verdict::Deny,
-                reason: String::new(),
-                detail: None,
-                bytes_out: 0,
-                bytes_in: 0,
-                duration_ms: 0.0,
-            },
-        );
+        let mut record = std::mem::take(&mut self.record);
         record.bytes_out = self.counters.out.load(Ordering::Relaxed);
         record.bytes_in = self.counters.inn.load(Ordering::Relaxed);
         record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;

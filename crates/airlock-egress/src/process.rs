@@ -17,6 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -54,8 +55,7 @@ pub struct GatewayProcess {
     ctl: UnixStream,
     reader: Option<JoinHandle<()>>,
     events: Arc<Mutex<Vec<GatewayEvent>>>,
-    max_events: usize,
-    dropped: Arc<Mutex<u64>>,
+    dropped: Arc<AtomicU64>,
 }
 
 /// What a gateway process reported, once it has ended.
@@ -105,7 +105,6 @@ impl GatewayProcess {
             ctl: ours,
             reader: None,
             events: Arc::default(),
-            max_events,
             dropped: Arc::default(),
         };
         if let Err(e) = this.send_setup(cfg, &fds) {
@@ -117,17 +116,16 @@ impl GatewayProcess {
         let read_side = this.ctl.try_clone().map_err(EgressError::Spawn)?;
         let events = Arc::clone(&this.events);
         let dropped = Arc::clone(&this.dropped);
-        let max = this.max_events;
         this.reader = Some(std::thread::spawn(move || {
             for line in BufReader::new(read_side).lines() {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<GatewayEvent>(&line) {
                     Ok(ev) => {
                         let mut v = events.lock().unwrap_or_else(|p| p.into_inner());
-                        if v.len() < max {
+                        if v.len() < max_events {
                             v.push(ev);
                         } else {
-                            *dropped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                            dropped.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "malformed gateway event"),
@@ -187,7 +185,7 @@ impl GatewayProcess {
             _ => None,
         };
         let events = std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()));
-        let dropped = *self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        let dropped = self.dropped.load(Ordering::Relaxed);
         GatewayOutcome {
             events,
             dropped,

@@ -88,6 +88,20 @@ impl Default for RunOptions {
     }
 }
 
+/// The cloned child's fixed six-byte failure record (`PRE_EXEC_TAG`, step,
+/// errno LE), as "step: error"; `None` for any other message.
+fn pre_exec_failure(msg: &[u8]) -> Option<String> {
+    let &[PRE_EXEC_TAG, st, a, b, c, d] = msg else {
+        return None;
+    };
+    let errno = i32::from_le_bytes([a, b, c, d]);
+    Some(format!(
+        "{}: {}",
+        step::name(st),
+        std::io::Error::from_raw_os_error(errno)
+    ))
+}
+
 /// Receives init's `Listeners` report with its sockets. Anything else (a
 /// setup error, a closed socket) is an error naming what init said.
 fn receive_listeners(ctl: &OwnedFd, want: usize) -> Result<Vec<OwnedFd>, JailError> {
@@ -114,13 +128,8 @@ fn receive_listeners(ctl: &OwnedFd, want: usize) -> Result<Vec<OwnedFd>, JailErr
     let body = &buf[..msg.bytes];
     let reason = if body.is_empty() {
         "the sandbox exited before creating its network listeners".to_owned()
-    } else if body.len() == 6 && body[0] == PRE_EXEC_TAG {
-        let errno = i32::from_le_bytes([body[2], body[3], body[4], body[5]]);
-        format!(
-            "{}: {}",
-            step::name(body[1]),
-            std::io::Error::from_raw_os_error(errno)
-        )
+    } else if let Some(failure) = pre_exec_failure(body) {
+        failure
     } else {
         match serde_json::from_slice::<Report>(body) {
             Ok(Report::Listeners { count }) if count == want && fds.len() == want => {
@@ -699,13 +708,8 @@ pub fn run(
                         Ok((0, _)) => ctl_open = false,
                         Ok((n, _)) => {
                             let msg = &buf[..n];
-                            if msg.len() == 6 && msg[0] == PRE_EXEC_TAG {
-                                let errno = i32::from_le_bytes([msg[2], msg[3], msg[4], msg[5]]);
-                                setup_error = Some(format!(
-                                    "{}: {}",
-                                    step::name(msg[1]),
-                                    std::io::Error::from_raw_os_error(errno)
-                                ));
+                            if let Some(failure) = pre_exec_failure(msg) {
+                                setup_error = Some(failure);
                             } else {
                                 match serde_json::from_slice::<Report>(msg) {
                                     Ok(Report::Ready {

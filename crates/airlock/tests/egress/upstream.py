@@ -62,7 +62,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n)
-        log(f"{port} POST {self.path} host={self.headers.get('Host')} body={body!r}")
+        shown = body if len(body) <= 200 else body[:200] + b"..."
+        log(f"{port} POST {self.path} host={self.headers.get('Host')} len={len(body)} body={shown!r}")
         self.reply(200, body)
 
 
