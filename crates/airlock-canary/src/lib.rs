@@ -1,0 +1,1 @@
+//! airlock-canary (being written).
