@@ -21,6 +21,41 @@ pub enum SpecError {
         /// The address.
         addr: std::net::SocketAddr,
     },
+    /// Too many entries in a list.
+    #[error("{field}: {count} given; at most {max}")]
+    TooMany {
+        /// Which list.
+        field: &'static str,
+        /// Given.
+        count: usize,
+        /// Allowed.
+        max: usize,
+    },
+    /// A planted file outside the places the jail may write.
+    #[error(
+        "plant: {path:?} is outside the home directory and the ephemeral workspace \
+         (the jail never writes into a host directory)"
+    )]
+    PlantOutside {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// Permission bits beyond 0777.
+    #[error("plant: {path:?} has mode {mode:o}; only permission bits (0777) are allowed")]
+    BadMode {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The mode.
+        mode: u32,
+    },
+    /// A path that must be relative and normal.
+    #[error("{field}: path {path:?} must be relative to the workspace, without '.' or '..' components")]
+    BadRelPath {
+        /// Which field.
+        field: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+    },
     /// No command.
     #[error("no command given")]
     EmptyCommand,

@@ -1,22 +1,37 @@
-//! Exit watch: a seccomp user-notification filter on `exit_group` so init
-//! sees every sandbox process just before it exits, while its fds are still
-//! open. A process that exits holding as many fds as RLIMIT_NOFILE allows
-//! has hit the fd limit; init reports that as the `nofile` limit.
+//! Exit and exec watch: a seccomp user-notification filter on `exit_group`
+//! (always) and on `execve`/`execveat` (when the spec asks for exec
+//! telemetry), served by init.
 //!
-//! The kernel records no EMFILE event, and once a process is a zombie its
-//! fd table is gone, so this is the one place where the fact is visible.
-//! The notification is answered with SECCOMP_USER_NOTIF_FLAG_CONTINUE: the
-//! call proceeds unchanged. (The same hook is where exec telemetry will
-//! attach.)
+//! * exit: init sees every sandbox process just before it exits, while its
+//!   fds are still open. A process that exits holding as many fds as
+//!   RLIMIT_NOFILE allows has hit the fd limit; init reports that as the
+//!   `nofile` limit. The kernel records no EMFILE event, and once a process
+//!   is a zombie its fd table is gone, so this is the one place where the
+//!   fact is visible.
+//! * exec: the calling process is stopped at the syscall's entry; init
+//!   reads the path and argv from its memory (`/proc/PID/mem`), its parent
+//!   from `/proc/PID/stat`, and for `execveat(fd, "", AT_EMPTY_PATH)` (an
+//!   exec from an fd, e.g. a deleted file or a memfd) the fd's link. This is
+//!   telemetry, not enforcement: another thread of a multi-threaded caller
+//!   could rewrite the strings between init's read and the kernel's, so the
+//!   record is what the caller asked for at the time it stopped.
 //!
-//! seccompiler has no user-notification action, so this six-instruction
-//! filter is built by hand.
+//! Every notification is answered with SECCOMP_USER_NOTIF_FLAG_CONTINUE:
+//! the call proceeds unchanged. seccompiler has no user-notification
+//! action, so this small filter is built by hand.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
 
-/// Install the filter in the calling thread (no_new_privs must be set) and
+use crate::report::JailEvent;
+
+/// Most argv entries and bytes per string recorded per exec.
+const MAX_ARGS: usize = 64;
+const MAX_STR: usize = 4096;
+
+/// Install the filter (with `exec`, also on execve/execveat) in the calling thread (no_new_privs must be set) and
 /// return the listener fd.
-pub(crate) fn install() -> Result<OwnedFd, i32> {
+pub(crate) fn install(exec: bool) -> Result<OwnedFd, i32> {
     #[cfg(target_arch = "x86_64")]
     {
         const BPF_LD_W_ABS: u16 = 0x20;
@@ -24,44 +39,51 @@ pub(crate) fn install() -> Result<OwnedFd, i32> {
         const BPF_RET_K: u16 = 0x06;
         const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
         const SECCOMP_RET_USER_NOTIF: u32 = 0x7FC0_0000;
-        let mut prog = [
-            libc::sock_filter {
-                code: BPF_LD_W_ABS,
-                jt: 0,
-                jf: 0,
-                k: 4,
-            }, // seccomp_data.arch
-            libc::sock_filter {
-                code: BPF_JMP_JEQ_K,
-                jt: 0,
-                jf: 3,
-                k: AUDIT_ARCH_X86_64,
-            },
-            libc::sock_filter {
-                code: BPF_LD_W_ABS,
-                jt: 0,
-                jf: 0,
-                k: 0,
-            }, // seccomp_data.nr
-            libc::sock_filter {
-                code: BPF_JMP_JEQ_K,
-                jt: 0,
-                jf: 1,
-                k: libc::SYS_exit_group as u32,
-            },
-            libc::sock_filter {
-                code: BPF_RET_K,
-                jt: 0,
-                jf: 0,
-                k: SECCOMP_RET_USER_NOTIF,
-            },
-            libc::sock_filter {
-                code: BPF_RET_K,
-                jt: 0,
-                jf: 0,
-                k: libc::SECCOMP_RET_ALLOW,
-            },
-        ];
+        let notif = libc::sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_USER_NOTIF,
+        };
+        let allow = libc::sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        };
+        let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+            code: BPF_JMP_JEQ_K,
+            jt,
+            jf,
+            k,
+        };
+        let load = |k: u32| libc::sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let mut prog: Vec<libc::sock_filter> = if exec {
+            vec![
+                load(4), // seccomp_data.arch
+                jeq(AUDIT_ARCH_X86_64, 0, 4), // foreign: the main filter kills it
+                load(0), // seccomp_data.nr
+                jeq(libc::SYS_exit_group as u32, 3, 0),
+                jeq(libc::SYS_execve as u32, 2, 0),
+                jeq(libc::SYS_execveat as u32, 1, 0),
+                allow,
+                notif,
+            ]
+        } else {
+            vec![
+                load(4),
+                jeq(AUDIT_ARCH_X86_64, 0, 3),
+                load(0),
+                jeq(libc::SYS_exit_group as u32, 0, 1),
+                notif,
+                allow,
+            ]
+        };
         let fprog = libc::sock_fprog {
             len: prog.len() as u16,
             filter: prog.as_mut_ptr(),
@@ -88,9 +110,19 @@ pub(crate) fn install() -> Result<OwnedFd, i32> {
     }
 }
 
-/// Answer one pending notification. Returns the notifying pid's open fd
-/// count, when it could be read.
-pub(crate) fn serve_one(listener: &OwnedFd) -> Option<usize> {
+/// What one notification said.
+#[derive(Debug)]
+pub(crate) enum Notice {
+    /// A process is exiting with this many open fds (when readable).
+    Exit(Option<usize>),
+    /// A process is executing a program.
+    Exec(JailEvent),
+    /// Nothing usable (the process died meanwhile, or EINTR).
+    Nothing,
+}
+
+/// Answer one pending notification, after reading what it is about.
+pub(crate) fn serve_one(listener: &OwnedFd) -> Notice {
     // SAFETY: seccomp_notif is plain data; all-zero is what RECV expects.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: `notif` is a live, zeroed seccomp_notif that RECV fills.
@@ -102,12 +134,31 @@ pub(crate) fn serve_one(listener: &OwnedFd) -> Option<usize> {
         )
     };
     if r < 0 {
-        return None; // ENOENT: the process died meanwhile; EINTR: try later
+        return Notice::Nothing; // ENOENT: the process died meanwhile; EINTR: try later
     }
-    // The process is stopped in exit_group: its fd table is intact.
-    let count = std::fs::read_dir(format!("/proc/{}/fd", notif.pid))
-        .ok()
-        .map(|rd| rd.count());
+    let pid = notif.pid as i32;
+    let nr = i64::from(notif.data.nr);
+    let notice = if nr == libc::SYS_exit_group {
+        // The process is stopped in exit_group: its fd table is intact.
+        Notice::Exit(
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .ok()
+                .map(|rd| rd.count()),
+        )
+    } else {
+        Notice::Exec(read_exec(pid, nr, &notif.data.args))
+    };
+    // The pid may have died and been reused while we read: only a still
+    // valid notification describes the process we read.
+    let mut id = notif.id;
+    // SAFETY: `id` is a live u64, which ID_VALID reads.
+    let valid = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &mut id as *mut u64,
+        )
+    } == 0;
     let resp = libc::seccomp_notif_resp {
         id: notif.id,
         val: 0,
@@ -122,5 +173,117 @@ pub(crate) fn serve_one(listener: &OwnedFd) -> Option<usize> {
             &resp as *const libc::seccomp_notif_resp,
         )
     };
-    count
+    if valid {
+        notice
+    } else {
+        Notice::Nothing
+    }
+}
+
+/// Reads a NUL-terminated string at `addr` in the stopped process, in
+/// chunks that never cross a page (a read across into an unmapped page
+/// fails as a whole). `None` when unreadable; the flag says "cut at MAX_STR".
+fn read_cstr(mem: &std::fs::File, mut addr: u64) -> Option<(String, bool)> {
+    let mut out = Vec::new();
+    while out.len() < MAX_STR {
+        let page_left = 4096 - (addr % 4096) as usize;
+        let mut buf = vec![0u8; page_left.min(256).min(MAX_STR - out.len())];
+        let n = mem.read_at(&mut buf, addr).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = buf[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&buf[..end]);
+            return Some((String::from_utf8_lossy(&out).into_owned(), false));
+        }
+        out.extend_from_slice(&buf[..n]);
+        addr += n as u64;
+    }
+    Some((String::from_utf8_lossy(&out).into_owned(), true))
+}
+
+fn read_ptr(mem: &std::fs::File, addr: u64) -> Option<u64> {
+    let mut b = [0u8; 8];
+    mem.read_exact_at(&mut b, addr).ok()?;
+    Some(u64::from_ne_bytes(b))
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+fn link(path: String) -> Option<String> {
+    std::fs::read_link(path)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+fn read_exec(pid: i32, nr: i64, args: &[u64; 6]) -> JailEvent {
+    let ppid = parent_of(pid);
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem"));
+    let (path_arg, argv_arg, dirfd) = if nr == libc::SYS_execveat {
+        (args[1], args[2], Some(args[0] as i32))
+    } else {
+        (args[0], args[1], None)
+    };
+    let mut truncated = false;
+    let mut argv = Vec::new();
+    let mut path = String::new();
+    match &mem {
+        Ok(mem) => {
+            if let Some((p, cut)) = read_cstr(mem, path_arg) {
+                path = p;
+                truncated |= cut;
+            }
+            if argv_arg != 0 {
+                for i in 0..=MAX_ARGS as u64 {
+                    let Some(ptr) = read_ptr(mem, argv_arg + 8 * i) else {
+                        break;
+                    };
+                    if ptr == 0 {
+                        break;
+                    }
+                    if i as usize == MAX_ARGS {
+                        truncated = true;
+                        break;
+                    }
+                    match read_cstr(mem, ptr) {
+                        Some((a, cut)) => {
+                            truncated |= cut;
+                            argv.push(a);
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        Err(e) => path = format!("<unreadable: {e}>"),
+    }
+    // Make the path absolute where the kernel would resolve it relative to
+    // a directory: execveat's fd (or AT_FDCWD), or the cwd for execve.
+    let base = match dirfd {
+        Some(fd) if fd != libc::AT_FDCWD => link(format!("/proc/{pid}/fd/{fd}")),
+        _ => link(format!("/proc/{pid}/cwd")),
+    };
+    if path.is_empty() && mem.is_ok() {
+        // execveat(fd, "", AT_EMPTY_PATH): the program is the fd itself
+        // (e.g. "/tmp/x (deleted)" or "/memfd:name (deleted)").
+        path = base.unwrap_or_default();
+    } else if !path.starts_with('/') && !path.starts_with('<') {
+        if let Some(b) = base {
+            path = format!("{}/{path}", b.trim_end_matches('/'));
+        }
+    }
+    JailEvent::Exec {
+        pid,
+        ppid,
+        path,
+        argv,
+        truncated,
+    }
 }

@@ -104,6 +104,13 @@ pub(crate) fn main() -> ! {
     if let Err(e) = crate::mounts::build_root(spec) {
         fail(format!("building the sandbox filesystem: {e}"));
     }
+    if let Err(e) = plant(spec) {
+        fail(e);
+    }
+    let mut touch = match TouchWatch::new(spec) {
+        Ok(t) => t,
+        Err(e) => fail(e),
+    };
     mark(&mut cfg, "root built");
     let spec = &cfg.spec;
 
@@ -144,7 +151,21 @@ pub(crate) fn main() -> ! {
     let _ = sys::set_non_dumpable();
     let _ = crate::caps::drop_all();
 
-    let (status, nofile) = reap_until(payload, &set, listener.as_ref(), spec.rlimits.nofile);
+    let (status, nofile) = reap_until(
+        payload,
+        &set,
+        listener.as_ref(),
+        spec.rlimits.nofile,
+        &mut touch,
+    );
+    if !spec.copy_out.is_empty() {
+        // Nothing of the sandbox may run while its files are handed out.
+        kill_the_rest();
+        touch.drain();
+        copy_out(spec);
+    }
+    touch.drain();
+    touch.flush_dropped();
     let full = crate::mounts::capped_mounts(spec)
         .into_iter()
         .filter(|p| is_full(p))
@@ -286,6 +307,7 @@ fn reap_until(
     set: &libc::sigset_t,
     listener: Option<&OwnedFd>,
     nofile: u64,
+    touch: &mut TouchWatch,
 ) -> (i32, bool) {
     // SAFETY: `set` is initialised and blocked in this thread; -1 asks for a new fd.
     let sfd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
@@ -297,17 +319,30 @@ fn reap_until(
     let mut nofile_hit = false;
     loop {
         let mut fds = vec![PollFd::new(&sfd, PollFlags::IN)];
+        if let Some(fd) = &touch.fd {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
         if let Some(l) = listener {
             fds.push(PollFd::new(l, PollFlags::IN));
         }
         if poll(&mut fds, None).is_err() {
             continue; // EINTR
         }
-        let listener_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        let touch_ready = touch.fd.is_some() && !fds[1].revents().is_empty();
+        let listener_ready = listener.is_some() && !fds[fds.len() - 1].revents().is_empty();
         drop(fds);
+        if touch_ready {
+            touch.drain();
+        }
         if listener_ready {
-            if let Some(count) = listener.and_then(crate::exitwatch::serve_one) {
-                nofile_hit |= count as u64 >= nofile;
+            if let Some(l) = listener {
+                match crate::exitwatch::serve_one(l) {
+                    crate::exitwatch::Notice::Exit(Some(count)) => {
+                        nofile_hit |= count as u64 >= nofile
+                    }
+                    crate::exitwatch::Notice::Exec(event) => send(&Report::Event { event }),
+                    _ => {}
+                }
             }
         }
         let mut info = [0u8; 128]; // struct signalfd_siginfo
@@ -334,4 +369,208 @@ pub(crate) fn c_strings(items: impl IntoIterator<Item = String>) -> Vec<CString>
         .into_iter()
         .map(|s| CString::new(s).expect("validated: no NUL"))
         .collect()
+}
+
+/// Writes the spec's planted files (validated: under the home directory or
+/// an ephemeral workspace). Missing parents are created 0700. Init runs as
+/// the payload's uid, so the files are the payload's own.
+fn plant(spec: &JailSpec) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    for f in &spec.plant {
+        if let Some(parent) = f.path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| format!("planting {}: {e}", parent.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(f.mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&f.path)
+            .map_err(|e| format!("planting {}: {e}", f.path.display()))?;
+        file.write_all(&f.contents)
+            .map_err(|e| format!("planting {}: {e}", f.path.display()))?;
+    }
+    Ok(())
+}
+
+/// Most opens reported per watched file; later ones are counted.
+const MAX_OPENS_REPORTED: u64 = 32;
+
+/// inotify watches on the planted files marked `watch` (canaries): every
+/// open becomes a [`JailEvent::FileOpened`] report. inotify does not say
+/// who opened a file; it needs no privilege and sees opens from every
+/// process of the sandbox.
+struct TouchWatch {
+    fd: Option<OwnedFd>,
+    paths: Vec<(i32, String, u64)>,
+}
+
+impl TouchWatch {
+    fn new(spec: &JailSpec) -> Result<TouchWatch, String> {
+        use rustix::fs::inotify;
+        let watched: Vec<_> = spec.plant.iter().filter(|f| f.watch).collect();
+        if watched.is_empty() {
+            return Ok(TouchWatch {
+                fd: None,
+                paths: Vec::new(),
+            });
+        }
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .map_err(|e| format!("inotify_init1: {e}"))?;
+        let mut paths = Vec::new();
+        for f in watched {
+            let wd = inotify::add_watch(&fd, &f.path, inotify::WatchFlags::OPEN)
+                .map_err(|e| format!("inotify_add_watch {}: {e}", f.path.display()))?;
+            paths.push((wd, f.path.display().to_string(), 0));
+        }
+        Ok(TouchWatch {
+            fd: Some(fd),
+            paths,
+        })
+    }
+
+    /// Reports every open queued so far.
+    fn drain(&mut self) {
+        use rustix::fs::inotify;
+        let Some(fd) = &self.fd else { return };
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(fd, &mut buf);
+        let mut opened = Vec::new();
+        while let Ok(ev) = reader.next() {
+            if ev.events().contains(inotify::ReadFlags::OPEN) {
+                opened.push(ev.wd());
+            }
+            if ev.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
+                // Lost events: count one open on every file, so a touch is
+                // never missed silently.
+                opened.extend(self.paths.iter().map(|p| p.0));
+            }
+        }
+        for wd in opened {
+            if let Some(entry) = self.paths.iter_mut().find(|p| p.0 == wd) {
+                entry.2 += 1;
+                if entry.2 <= MAX_OPENS_REPORTED {
+                    send(&Report::Event {
+                        event: crate::report::JailEvent::FileOpened {
+                            path: entry.1.clone(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reports the opens past the per-file cap.
+    fn flush_dropped(&self) {
+        for (_, path, n) in &self.paths {
+            if *n > MAX_OPENS_REPORTED {
+                send(&Report::Event {
+                    event: crate::report::JailEvent::FileOpensDropped {
+                        path: path.clone(),
+                        count: n - MAX_OPENS_REPORTED,
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Kills every other process of the sandbox (init is pid 1 of its pid
+/// namespace, so kill(-1) reaches exactly the sandbox) and reaps them.
+fn kill_the_rest() {
+    sys::kill(-1, libc::SIGKILL);
+    while let Ok(Some(_)) = sys::wait4(-1, 0) {}
+}
+
+/// Hands each copy-out file to the supervisor as an open fd. Paths are
+/// resolved beneath the workspace with openat2: no symlink (at any
+/// component), no magic link, no other mount, no `..`; only a regular file
+/// within the size cap is sent. The payload is dead, so nothing can swap a
+/// file meanwhile.
+fn copy_out(spec: &JailSpec) {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let refuse = |path: &Path, reason: String| {
+        send(&Report::CopyOutRefused {
+            path: path.display().to_string(),
+            reason,
+        })
+    };
+    let ws = match rustix::fs::open(
+        &spec.workspace_path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            for p in &spec.copy_out {
+                refuse(p, format!("opening the workspace: {e}"));
+            }
+            return;
+        }
+    };
+    for rel in &spec.copy_out {
+        let opened = rustix::fs::openat2(
+            &ws,
+            rel,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+            ResolveFlags::BENEATH
+                | ResolveFlags::NO_SYMLINKS
+                | ResolveFlags::NO_MAGICLINKS
+                | ResolveFlags::NO_XDEV,
+        );
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::LOOP) | Err(rustix::io::Errno::XDEV) => {
+                refuse(rel, "a symlink or another mount is on the path".into());
+                continue;
+            }
+            Err(e) => {
+                refuse(rel, e.to_string());
+                continue;
+            }
+        };
+        let st = match rustix::fs::fstat(&fd) {
+            Ok(st) => st,
+            Err(e) => {
+                refuse(rel, format!("fstat: {e}"));
+                continue;
+            }
+        };
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            refuse(rel, "not a regular file".into());
+            continue;
+        }
+        let size = st.st_size as u64;
+        if size > spec.copy_out_max {
+            refuse(
+                rel,
+                format!("{size} bytes; the copy-out cap is {}", spec.copy_out_max),
+            );
+            continue;
+        }
+        let report = serde_json::to_vec(&Report::CopyOut {
+            path: rel.display().to_string(),
+            size,
+        })
+        .expect("report serializes");
+        let fds = [fd.as_fd()];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+        anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+        // SAFETY: CTL (fd 3) is the control socket, open for the life of
+        // init; the borrow ends with this statement.
+        let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+        let _ = rustix::net::sendmsg(
+            ctl,
+            &[std::io::IoSlice::new(&report)],
+            &mut anc,
+            rustix::net::SendFlags::NOSIGNAL,
+        );
+    }
 }

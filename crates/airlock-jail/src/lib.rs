@@ -47,11 +47,11 @@ pub use doctor::{doctor, Check, CheckStatus};
 pub use error::{CgroupError, JailError, LandlockError, SpawnError, SpecError, SysError};
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
 pub use proto::INIT_ARG;
-pub use report::{CgroupReport, ExitReason, LimitHit, RunReport, StreamStats};
+pub use report::{CgroupReport, ExitReason, JailEvent, LimitHit, RunReport, StreamStats};
 pub use spawn::{check, run, Collect, OutputSink, RunOptions, StdinMode, ROOT_MODE_UID_BASE};
 pub use spec::{
-    CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, RlimitSpec, RoBind, WorkspaceSource,
-    MAX_LISTENERS,
+    CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, PlantFile, RlimitSpec, RoBind,
+    WorkspaceSource, MAX_COPY_OUT, MAX_LISTENERS, MAX_PLANT, MAX_PLANT_BYTES,
 };
 
 /// If this process was started as a sandbox init (`argv[1] == INIT_ARG`),

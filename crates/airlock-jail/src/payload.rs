@@ -100,7 +100,7 @@ pub(crate) fn run(
     // 10. The exit watch (a user-notification filter on exit_group) goes on
     //     last; its listener is handed to init and closed here at once, so
     //     no exit of ours can wait on a listener only we hold.
-    match crate::exitwatch::install() {
+    match crate::exitwatch::install(spec.exec_watch) {
         Ok(listener) => {
             let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
             let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);

@@ -80,6 +80,12 @@ pub(crate) enum Report {
     /// The payload ended; `status` is the raw wait status.
     /// Sent with the listening sockets attached (SCM_RIGHTS), in spec order.
     Listeners { count: usize },
+    /// Something the sandbox did while running.
+    Event { event: crate::report::JailEvent },
+    /// A copy-out file, sent with its open fd attached (SCM_RIGHTS).
+    CopyOut { path: String, size: u64 },
+    /// A copy-out path that was not handed out, and why.
+    CopyOutRefused { path: String, reason: String },
     Exit {
         status: i32,
         full: Vec<String>,

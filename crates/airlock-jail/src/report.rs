@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cgroup::CgroupVersion;
 use crate::landlock::LandlockReport;
@@ -156,4 +156,38 @@ mod tests {
             126
         );
     }
+}
+
+/// Something the sandbox did, reported while it runs (when the spec asks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JailEvent {
+    /// A process called execve/execveat (recorded at the call, before the
+    /// kernel runs it: a failed exec is recorded too).
+    Exec {
+        /// Its pid inside the sandbox.
+        pid: i32,
+        /// Its parent's pid inside the sandbox (0 when unknown).
+        ppid: i32,
+        /// The program as asked for, made absolute; for an exec from an fd,
+        /// the fd's target (e.g. "/tmp/x (deleted)").
+        path: String,
+        /// The arguments (at most 64, each at most 4 KiB).
+        argv: Vec<String>,
+        /// Set when argv or a string was cut at those caps.
+        truncated: bool,
+    },
+    /// A watched planted file was opened (inotify: the opener's pid is not
+    /// known).
+    FileOpened {
+        /// The path inside the sandbox.
+        path: String,
+    },
+    /// Opens of watched files beyond the per-file cap, counted, not reported.
+    FileOpensDropped {
+        /// The path inside the sandbox.
+        path: String,
+        /// How many.
+        count: u64,
+    },
 }

@@ -19,7 +19,7 @@ use crate::cgroup::{self, Cgroup};
 use crate::error::{JailError, SpawnError, SpecError};
 use crate::landlock::LandlockReport;
 use crate::proto::{step, InitConfig, Report, GO, INIT_ARG, PLACED, PRE_EXEC_TAG};
-use crate::report::{CgroupReport, ExitReason, LimitHit, RunReport, StreamStats};
+use crate::report::{CgroupReport, ExitReason, JailEvent, LimitHit, RunReport, StreamStats};
 use crate::spec::{JailSpec, WorkspaceSource};
 use crate::sys::{self, CloneArgs, Forked};
 
@@ -37,6 +37,21 @@ pub trait OutputSink {
     fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
         drop(fds);
         Err("this caller does not serve network listeners".into())
+    }
+    /// Something the sandbox did (exec telemetry, a watched file opened),
+    /// as it happens. The default ignores it.
+    fn event(&mut self, event: JailEvent) {
+        let _ = event;
+    }
+    /// A copy-out file (`path` relative to the workspace), open for
+    /// reading; its size was `size` bytes when it was opened, and nothing in
+    /// the sandbox runs any more. The default ignores it.
+    fn copy_out(&mut self, path: &str, size: u64, file: fs::File) {
+        let _ = (path, size, file);
+    }
+    /// A copy-out path the sandbox did not hand out, and why.
+    fn copy_out_refused(&mut self, path: &str, reason: &str) {
+        let _ = (path, reason);
     }
 }
 
@@ -704,9 +719,22 @@ pub fn run(
                 0 => stdout.pump(spec.output_cap, &mut buf, &mut |d| sink.stdout(d)),
                 1 => stderr.pump(spec.output_cap, &mut buf, &mut |d| sink.stderr(d)),
                 2 => {
-                    match rustix::net::recv(&ctl, &mut buf[..], rustix::net::RecvFlags::DONTWAIT) {
-                        Ok((0, _)) => ctl_open = false,
-                        Ok((n, _)) => {
+                    let mut space =
+                        [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+                    let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+                    let got = rustix::net::recvmsg(
+                        &ctl,
+                        &mut [std::io::IoSliceMut::new(&mut buf[..])],
+                        &mut anc,
+                        rustix::net::RecvFlags::DONTWAIT | rustix::net::RecvFlags::CMSG_CLOEXEC,
+                    );
+                    let mut passed: Option<OwnedFd> = anc.drain().find_map(|m| match m {
+                        rustix::net::RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                        _ => None,
+                    });
+                    match got.map(|m| m.bytes) {
+                        Ok(0) => ctl_open = false,
+                        Ok(n) => {
                             let msg = &buf[..n];
                             if let Some(failure) = pre_exec_failure(msg) {
                                 setup_error = Some(failure);
@@ -729,6 +757,17 @@ pub fn run(
                                             std::io::Error::from_raw_os_error(errno)
                                         ));
                                     }
+                                    Ok(Report::Event { event }) => sink.event(event),
+                                    Ok(Report::CopyOut { path, size }) => match passed.take() {
+                                        Some(fd) => sink.copy_out(&path, size, fs::File::from(fd)),
+                                        None => sink.copy_out_refused(
+                                            &path,
+                                            "the sandbox sent no file descriptor",
+                                        ),
+                                    },
+                                    Ok(Report::CopyOutRefused { path, reason }) => {
+                                        sink.copy_out_refused(&path, &reason)
+                                    }
                                     Ok(Report::Exit {
                                         status,
                                         full,
@@ -748,6 +787,7 @@ pub fn run(
                         Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
                         Err(_) => ctl_open = false,
                     }
+                    drop(passed);
                 }
                 3 => {} // init exited; reaped at the top of the loop
                 4 => {

@@ -109,7 +109,46 @@ pub struct JailSpec {
     /// Sockets for an egress gateway, and the resolver configuration.
     #[serde(default)]
     pub net: NetSpec,
+    /// Files init writes before the payload starts (canary credentials),
+    /// under the home directory or an ephemeral workspace only.
+    #[serde(default)]
+    pub plant: Vec<PlantFile>,
+    /// Report every exec inside the sandbox ([`crate::JailEvent::Exec`]).
+    #[serde(default)]
+    pub exec_watch: bool,
+    /// Files to hand to the caller after the payload exits (copy-out),
+    /// relative to the workspace.
+    #[serde(default)]
+    pub copy_out: Vec<PathBuf>,
+    /// Largest file copied out, in bytes.
+    #[serde(default = "default_copy_out_max")]
+    pub copy_out_max: u64,
 }
+
+fn default_copy_out_max() -> u64 {
+    64 << 20
+}
+
+/// A file written into the sandbox before the payload starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlantFile {
+    /// Absolute path inside the sandbox, under `home_path` or an ephemeral
+    /// `workspace_path`. Missing parent directories are created (0700).
+    pub path: PathBuf,
+    /// The contents.
+    pub contents: Vec<u8>,
+    /// Permission bits.
+    pub mode: u32,
+    /// Report every open of it ([`crate::JailEvent::FileOpened`]).
+    pub watch: bool,
+}
+
+/// Most planted files, and their total size.
+pub const MAX_PLANT: usize = 64;
+/// Largest total size of planted files.
+pub const MAX_PLANT_BYTES: usize = 256 * 1024;
+/// Most files copied out of one sandbox.
+pub const MAX_COPY_OUT: usize = 256;
 
 /// Network set-up inside the sandbox's (loopback-only) network namespace.
 /// The jail creates the listed sockets there before the payload starts and
@@ -159,7 +198,58 @@ fn check_abs(field: &'static str, p: &std::path::Path) -> Result<(), SpecError> 
     }
 }
 
+fn check_rel(field: &'static str, p: &std::path::Path) -> Result<(), SpecError> {
+    use std::path::Component;
+    let ok = !p.as_os_str().is_empty()
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
+        && !p.as_os_str().as_encoded_bytes().contains(&0);
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::BadRelPath {
+            field,
+            path: p.to_path_buf(),
+        })
+    }
+}
+
 impl JailSpec {
+    fn validate_plant(&self) -> Result<(), SpecError> {
+        if self.plant.len() > MAX_PLANT {
+            return Err(SpecError::TooMany {
+                field: "plant",
+                count: self.plant.len(),
+                max: MAX_PLANT,
+            });
+        }
+        let total: usize = self.plant.iter().map(|f| f.contents.len()).sum();
+        if total > MAX_PLANT_BYTES {
+            return Err(SpecError::TooMany {
+                field: "plant (bytes)",
+                count: total,
+                max: MAX_PLANT_BYTES,
+            });
+        }
+        for f in &self.plant {
+            check_abs("plant", &f.path)?;
+            let in_home = f.path.starts_with(&self.home_path) && f.path != self.home_path;
+            let in_ws = f.path.starts_with(&self.workspace_path) && f.path != self.workspace_path;
+            let host_ws = matches!(self.workspace, WorkspaceSource::HostDir(_));
+            if !(in_home || in_ws && !host_ws) {
+                return Err(SpecError::PlantOutside {
+                    path: f.path.clone(),
+                });
+            }
+            if f.mode & !0o777 != 0 {
+                return Err(SpecError::BadMode {
+                    path: f.path.clone(),
+                    mode: f.mode,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Check every value before anything is created.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.net.listeners.len() > MAX_LISTENERS {
@@ -231,6 +321,17 @@ impl JailSpec {
                 }
             }
         }
+        self.validate_plant()?;
+        if self.copy_out.len() > MAX_COPY_OUT {
+            return Err(SpecError::TooMany {
+                field: "copy_out",
+                count: self.copy_out.len(),
+                max: MAX_COPY_OUT,
+            });
+        }
+        for p in &self.copy_out {
+            check_rel("copy_out", p)?;
+        }
         if self.timeout.is_zero() {
             return Err(SpecError::ZeroTimeout);
         }
@@ -282,6 +383,15 @@ mod tests {
             timeout: Duration::from_secs(1),
             output_cap: 1 << 20,
             net: NetSpec::default(),
+            plant: vec![PlantFile {
+                path: "/home/sandbox/.aws/credentials".into(),
+                contents: b"x".to_vec(),
+                mode: 0o600,
+                watch: true,
+            }],
+            exec_watch: false,
+            copy_out: vec!["out/report.txt".into()],
+            copy_out_max: 1 << 20,
         }
     }
 
@@ -312,6 +422,20 @@ mod tests {
             ),
             ("timeout", Box::new(|s| s.timeout = Duration::ZERO)),
             ("cpus", Box::new(|s| s.cgroup.cpus = Some(f64::NAN))),
+            (
+                "outside the home directory",
+                Box::new(|s| s.plant[0].path = "/etc/passwd".into()),
+            ),
+            (
+                "outside the home directory",
+                Box::new(|s| {
+                    s.workspace = WorkspaceSource::HostDir("/srv/job".into());
+                    s.plant[0].path = "/workspace/.env".into();
+                }),
+            ),
+            ("relative", Box::new(|s| s.copy_out[0] = "../x".into())),
+            ("relative", Box::new(|s| s.copy_out[0] = "/etc/shadow".into())),
+            ("mode", Box::new(|s| s.plant[0].mode = 0o4755)),
         ];
         for (want, break_it) in cases {
             let mut s = spec();

@@ -30,6 +30,7 @@
 mod denylist;
 mod duration;
 mod error;
+mod evidence;
 mod locate;
 mod network;
 mod path;
@@ -40,10 +41,11 @@ mod wire;
 
 pub use denylist::builtin_seccomp;
 pub use duration::{HumanDuration, ParseDurationError};
+pub use evidence::{AuditPolicy, CanaryPolicy, ExtraCanary};
 pub use error::{LoadError, OverrideError, ProfileError, RenderError};
 pub use network::{
     blocked_range, normalize_name, BlockedAddr, HostPattern, MockKind, MockResponse, MockRoute,
-    NameVerdict, NetworkMode, NetworkPolicy, DEFAULT_PORTS, DNS_PORT, PROXY_PORT,
+    NameVerdict, NetworkMode, NetworkPolicy, OnDeny, DEFAULT_PORTS, DNS_PORT, PROXY_PORT,
 };
 pub use path::{AbsPath, ParsePathError};
 pub use profile::{

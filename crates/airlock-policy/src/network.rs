@@ -19,6 +19,28 @@ pub const PROXY_PORT: u16 = 3128;
 /// Port of the DNS server inside the sandbox (127.0.0.53).
 pub const DNS_PORT: u16 = 53;
 
+/// What happens to a name no rule allows.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDeny {
+    /// Refuse it.
+    #[default]
+    Deny,
+    /// Pause the connection and ask a person (an escalation request); a
+    /// grant is scoped to that host and port and expires by itself.
+    Ask,
+}
+
 /// How the sandbox reaches the network.
 #[derive(
     Debug,
@@ -306,6 +328,15 @@ pub struct NetworkPolicy {
     pub max_connections: u32,
     /// Cap on new connections per second (1..=100000).
     pub max_connections_per_sec: u32,
+    /// What happens to a name no rule allows.
+    pub on_deny: OnDeny,
+    /// How long a paused connection waits for an approver's answer; no
+    /// answer in time means deny.
+    #[serde(serialize_with = "crate::duration::serialize_duration")]
+    pub ask_timeout: std::time::Duration,
+    /// Longest time-box of a grant (an approver's longer ttl is cut).
+    #[serde(serialize_with = "crate::duration::serialize_duration")]
+    pub max_grant_ttl: std::time::Duration,
 }
 
 fn serialize_display_list<T: fmt::Display, S: Serializer>(
@@ -328,6 +359,9 @@ impl Default for NetworkPolicy {
             max_bytes_in: Some(ByteSize::gib(8)),
             max_connections: 64,
             max_connections_per_sec: 100,
+            on_deny: OnDeny::Deny,
+            ask_timeout: std::time::Duration::from_secs(60),
+            max_grant_ttl: std::time::Duration::from_secs(3600),
         }
     }
 }

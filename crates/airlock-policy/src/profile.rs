@@ -49,6 +49,10 @@ pub struct Profile {
     /// Resolved seccomp policy: the built-in deny list plus the profile's
     /// additions, with the profile's `on_deny` applied.
     pub seccomp: SeccompPolicy,
+    /// Canary credentials planted in the sandbox.
+    pub canaries: crate::evidence::CanaryPolicy,
+    /// The audit log.
+    pub audit: crate::evidence::AuditPolicy,
 }
 
 /// What the sandbox sees of the filesystem.
@@ -561,7 +565,23 @@ impl TryFrom<WireNetwork> for NetworkPolicy {
             max_bytes_in: wire.max_bytes_in.0,
             max_connections: wire.max_connections,
             max_connections_per_sec: wire.max_connections_per_sec,
+            on_deny: wire.on_deny,
+            ask_timeout: wire.ask_timeout.0,
+            max_grant_ttl: wire.max_grant_ttl.0,
         };
+        let secs = std::time::Duration::from_secs;
+        if !(secs(1)..=secs(3600)).contains(&policy.ask_timeout) {
+            return Err(field(
+                "ask_timeout",
+                format!("{}: must be 1s to 1h", wire.ask_timeout),
+            ));
+        }
+        if !(secs(1)..=secs(86_400)).contains(&policy.max_grant_ttl) {
+            return Err(field(
+                "max_grant_ttl",
+                format!("{}: must be 1s to 24h", wire.max_grant_ttl),
+            ));
+        }
         policy.check_ports().map_err(|m| field("allow", m))?;
         if policy.mode == NetworkMode::None
             && (!policy.allow.is_empty() || !policy.mocks.is_empty())
@@ -724,6 +744,14 @@ impl Profile {
                 .map_err(|e: FieldError| e.within("network"))?,
             env: wire.env,
             seccomp: resolve_seccomp(builtin, wire.seccomp).map_err(|e| e.within("seccomp"))?,
+            canaries: wire
+                .canaries
+                .try_into()
+                .map_err(|e: FieldError| e.within("canaries"))?,
+            audit: wire
+                .audit
+                .try_into()
+                .map_err(|e: FieldError| e.within("audit"))?,
         })
     }
 
@@ -845,6 +873,8 @@ impl Profile {
             security: &self.security,
             network: &self.network,
             env: &self.env,
+            canaries: self.canaries.to_wire(),
+            audit: self.audit.to_wire(),
         };
         let mut out = toml::to_string(&view).map_err(render_error)?;
         let (on_deny, extra_deny) = self.seccomp_settings();
@@ -938,6 +968,8 @@ struct ProfileView<'a> {
     security: &'a SecurityPolicy,
     network: &'a NetworkPolicy,
     env: &'a BTreeMap<String, String>,
+    canaries: crate::evidence::WireCanaries,
+    audit: crate::evidence::WireAudit,
 }
 
 #[derive(Serialize)]

@@ -50,6 +50,10 @@ pub(crate) struct WireProfile {
     pub(crate) env: BTreeMap<String, String>,
     /// Additions to the built-in seccomp deny list.
     pub(crate) seccomp: WireSeccomp,
+    /// Canary credentials planted in the sandbox.
+    pub(crate) canaries: crate::evidence::WireCanaries,
+    /// The audit log.
+    pub(crate) audit: crate::evidence::WireAudit,
 }
 
 /// Default read-only binds (must exist on the host).
@@ -225,6 +229,16 @@ pub(crate) struct WireNetwork {
     pub(crate) max_connections: u32,
     /// New connections per second, 1 to 100000. Default: 100.
     pub(crate) max_connections_per_sec: u32,
+    /// A name no rule allows: "deny" refuses it; "ask" pauses the
+    /// connection and asks an approver (`airlock run --approver CMD`, or a
+    /// prompt on the terminal), who may grant that host and port for a
+    /// limited time. Default: "deny".
+    pub(crate) on_deny: crate::network::OnDeny,
+    /// How long a paused connection waits for the approver; no answer in
+    /// time means deny. 1s to 1h. Default: "60s".
+    pub(crate) ask_timeout: HumanDuration,
+    /// Longest time-box of a grant, 1s to 24h. Default: "1h".
+    pub(crate) max_grant_ttl: HumanDuration,
 }
 
 impl Default for WireNetwork {
@@ -240,6 +254,9 @@ impl Default for WireNetwork {
             max_bytes_in: OrUnlimited(Some(ByteSize::gib(8))),
             max_connections: 64,
             max_connections_per_sec: 100,
+            on_deny: crate::network::OnDeny::Deny,
+            ask_timeout: HumanDuration(Duration::from_secs(60)),
+            max_grant_ttl: HumanDuration(Duration::from_secs(3600)),
         }
     }
 }

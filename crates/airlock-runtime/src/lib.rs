@@ -214,6 +214,10 @@ pub fn jail_spec(req: &RunRequest) -> Result<JailSpec, RuntimeError> {
         net: network_plan(&p.network)
             .map(|(spec, _)| spec)
             .unwrap_or_default(),
+        plant: Vec::new(),
+        exec_watch: false,
+        copy_out: Vec::new(),
+        copy_out_max: 64 << 20,
     })
 }
 
