@@ -123,6 +123,21 @@ pub enum GatewayEvent {
         /// Which one.
         limit: EgressLimit,
     },
+    /// A canary value was seen leaving.
+    Canary(crate::inspect::CanaryFlow),
+    /// A connection waits for an approver.
+    EscalationRequest(crate::ask::EscalationAsk),
+    /// A grant ran out: new connections to this name and port ask again.
+    GrantExpired {
+        /// The escalation's id.
+        id: u64,
+        /// The name.
+        name: String,
+        /// The port.
+        port: u16,
+        /// Milliseconds since the Unix epoch.
+        time_ms: u64,
+    },
 }
 
 pub(crate) fn now_ms() -> u64 {

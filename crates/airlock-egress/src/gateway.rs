@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use airlock_policy::{normalize_name, NameVerdict, NetworkPolicy};
+use airlock_policy::{normalize_name, NameVerdict, NetworkPolicy, OnDeny};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -60,6 +60,10 @@ pub struct GatewayConfig {
     pub hello_timeout: Duration,
     /// Largest request body a sink records (the rest is counted).
     pub sink_body_cap: usize,
+    /// The run's canary values, looked for in everything leaving.
+    pub canaries: Vec<airlock_canary::Canary>,
+    /// Refuse (or cut) a flow that carries a canary value.
+    pub block_canaries: bool,
 }
 
 impl GatewayConfig {
@@ -71,6 +75,8 @@ impl GatewayConfig {
             connect_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(10),
             sink_body_cap: 1 << 20,
+            canaries: Vec::new(),
+            block_canaries: true,
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct Gateway {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     reported: Mutex<HashSet<EgressLimit>>,
+    pub(crate) canaries: Option<crate::inspect::Canaries>,
+    pub(crate) escalations: crate::ask::Escalations,
 }
 
 impl Gateway {
@@ -132,7 +140,13 @@ impl Gateway {
         events: UnboundedSender<GatewayEvent>,
     ) -> Arc<Self> {
         let max = cfg.policy.max_connections as usize;
+        let canaries = (!cfg.canaries.is_empty()).then(|| crate::inspect::Canaries {
+            scanner: airlock_canary::Scanner::new(&cfg.canaries),
+            block: cfg.block_canaries,
+        });
         Arc::new(Self {
+            canaries,
+            escalations: crate::ask::Escalations::default(),
             cfg,
             hook,
             events,
@@ -241,7 +255,15 @@ impl Gateway {
 
     /// The name decision, then the caps, then host-side resolution and the
     /// address check. Records the verdict and reason in `flow`.
-    pub(crate) async fn authorize(&self, flow: &mut Flow, raw_name: &str, port: u16) -> Authz {
+    pub(crate) async fn authorize(
+        self: &Arc<Self>,
+        flow: &mut Flow,
+        raw_name: &str,
+        port: u16,
+    ) -> Authz {
+        if self.inspect_name(flow, crate::inspect::Place::TargetName, raw_name) {
+            return Authz::Deny;
+        }
         let name = match normalize_name(raw_name) {
             Ok(n) => n,
             Err(e) => {
@@ -261,13 +283,20 @@ impl Gateway {
                 flow.decide(Verdict::Deny, format!("denied by rule {rule}"));
                 return Authz::Deny;
             }
-            NameVerdict::NoRule => match self.escalate(flow.record.proto, &name, Some(port)) {
-                Ok(reason) => reason,
-                Err(reason) => {
-                    flow.decide(Verdict::Deny, reason);
-                    return Authz::Deny;
+            NameVerdict::NoRule => {
+                let answer = if self.cfg.policy.on_deny == OnDeny::Ask {
+                    self.ask(flow.record.proto, &name, port).await
+                } else {
+                    self.escalate(flow.record.proto, &name, Some(port))
+                };
+                match answer {
+                    Ok(reason) => reason,
+                    Err(reason) => {
+                        flow.decide(Verdict::Deny, reason);
+                        return Authz::Deny;
+                    }
                 }
-            },
+            }
             NameVerdict::Allow { rule } => format!("allowed by rule {rule}"),
         };
         if !self.take_rate_slot() {
@@ -466,6 +495,9 @@ impl Gateway {
         };
         let mut flow = self.flow(FlowProto::Dns, Some(q.name.clone()), None);
         flow.record.detail = Some(q.qtype.to_string());
+        if self.inspect_name(&mut flow, crate::inspect::Place::DnsName, &q.name) {
+            return Some(dns::respond(&q, Answer::NxDomain));
+        }
         let name = match normalize_name(&q.name) {
             Ok(n) if n.parse::<IpAddr>().is_err() => n,
             _ => {
@@ -484,6 +516,15 @@ impl Gateway {
             NameVerdict::DenyRule { rule } => {
                 flow.decide(Verdict::Deny, format!("denied by rule {rule}"));
                 return Some(dns::respond(&q, Answer::NxDomain));
+            }
+            NameVerdict::NoRule if self.cfg.policy.on_deny == OnDeny::Ask => {
+                // The connection will ask; the name is not resolved on the
+                // host until a grant exists.
+                flow.decide(
+                    Verdict::Allow,
+                    "no allow rule: a fake address, and a connection to it asks an approver",
+                );
+                Verdict::Mock
             }
             NameVerdict::NoRule => match self.escalate(FlowProto::Dns, &name, None) {
                 Ok(r) => {
@@ -599,6 +640,9 @@ impl Gateway {
             match self.read_hello(&mut client, &mut head).await {
                 Ok(Some(sni)) => {
                     flow.record.detail = Some(format!("sni {sni}"));
+                    if self.inspect_name(&mut flow, crate::inspect::Place::Sni, &sni) {
+                        return;
+                    }
                     if sni != name {
                         flow.decide(
                             Verdict::Deny,
@@ -635,12 +679,39 @@ impl Gateway {
             },
         };
         let mut up = self.meter(upstream, Arc::clone(&flow.counters));
+        // A plain stream (not TLS) is scanned for canaries on its way out.
+        let guard = if port == 443 {
+            None
+        } else {
+            self.stream_guard(&flow, crate::inspect::Place::Stream)
+        };
+        // `head` is the TLS ClientHello read ahead (port 443 only).
         if !head.is_empty() && up.write_all(&head).await.is_err() {
             return;
         }
-        let _ =
-            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up, 64 * 1024, 64 * 1024)
-                .await;
+        if let Some(g) = guard {
+            let tripped = Arc::clone(&g.tripped);
+            let mut guarded = crate::inspect::GuardedRead::new(client, g);
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                &mut guarded,
+                &mut up,
+                64 * 1024,
+                64 * 1024,
+            )
+            .await;
+            let cut = tripped.lock().ok().and_then(|t| t.clone());
+            if let Some(reason) = cut.filter(|r| !r.is_empty()) {
+                flow.decide(Verdict::Deny, reason);
+            }
+        } else {
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut up,
+                64 * 1024,
+                64 * 1024,
+            )
+            .await;
+        }
         if let Some(limit) = self.over_byte_cap() {
             flow.record
                 .reason

@@ -19,6 +19,7 @@
 //! separate gateway process ([`GatewayProcess`]). It reads no files and
 //! makes no policy of its own.
 
+mod ask;
 pub mod dns;
 mod flow;
 /// Fuzz entry points: raw bytes into the DNS server, the HTTP proxy and the
@@ -26,6 +27,7 @@ mod flow;
 pub mod fuzzing;
 mod gateway;
 mod hook;
+mod inspect;
 mod mock;
 mod process;
 mod proxy;
@@ -33,9 +35,11 @@ pub mod sni;
 
 pub use flow::{EgressLimit, FlowProto, FlowRecord, GatewayEvent, SinkRecord, Verdict};
 pub use gateway::{Gateway, GatewayConfig, ListenerRole, FAKE_BASE, FAKE_POOL};
+pub use ask::{Decision, EscalationAsk, SupervisorMessage};
 pub use hook::{DenyAll, EscalationHook, EscalationRequest, HookAnswer};
+pub use inspect::{hit_encoding, CanaryFlow, Place};
 pub use process::{
-    gateway_main_if_requested, GatewayOutcome, GatewayProcess, ProcessConfig, EGRESS_ARG,
+    gateway_main_if_requested, AnswerHandle, EventObserver, GatewayOutcome, GatewayProcess, ProcessConfig, EGRESS_ARG,
     GATEWAY_UNPRIVILEGED_ID, PROCESS_NAME,
 };
 pub use proxy::{request_target, serve_io as serve_proxy_io, REASON_HEADER};

@@ -18,12 +18,16 @@ use crate::proxy::{text, BoxedBody};
 
 /// Answers `req` with the mock at `index`; `host` is the name the request
 /// was for.
-pub(crate) async fn answer(
+pub(crate) async fn answer<B>(
     gw: &Gateway,
     index: usize,
     host: &str,
-    req: Request<Incoming>,
-) -> Response<BoxedBody> {
+    req: Request<B>,
+    tripped: &Option<Arc<std::sync::Mutex<Option<String>>>>,
+) -> Response<BoxedBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     let mock = &gw.cfg.policy.mocks[index];
     match &mock.kind {
         MockKind::Static { routes } => {
@@ -70,6 +74,14 @@ pub(crate) async fn answer(
                 .collect();
             let cap = gw.cfg.sink_body_cap;
             let (bytes, body_len, truncated) = read_capped(req.into_body(), cap).await;
+            let blocked = tripped
+                .as_ref()
+                .and_then(|t| t.lock().ok().and_then(|t| t.clone()))
+                .is_some_and(|r| !r.is_empty());
+            if blocked {
+                // The request carried a canary: the sink records nothing.
+                return text(StatusCode::FORBIDDEN, "airlock egress: canary value refused");
+            }
             let record = SinkRecord {
                 time_ms: now_ms(),
                 mock: mock.host.to_string(),
@@ -92,7 +104,10 @@ pub(crate) async fn answer(
 }
 
 /// Reads up to `cap` bytes of the body and counts the rest.
-async fn read_capped(mut body: Incoming, cap: usize) -> (Vec<u8>, u64, bool) {
+async fn read_capped<B>(mut body: B, cap: usize) -> (Vec<u8>, u64, bool)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     let mut kept = Vec::new();
     let mut total = 0u64;
     while let Some(frame) = body.frame().await {
@@ -114,15 +129,53 @@ fn full(s: String) -> BoxedBody {
 }
 
 /// Serves HTTP/1 on a captured connection with the mock at `index`.
-pub(crate) async fn serve_conn(gw: Arc<Gateway>, client: TcpStream, index: usize, flow: Flow) {
+pub(crate) async fn serve_conn(gw: Arc<Gateway>, client: TcpStream, index: usize, mut flow: Flow) {
     let host = flow.record.name.clone().unwrap_or_default();
+    let (seq, proto, port) = (flow.record.seq, flow.record.proto, flow.record.port);
+    let tripped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let shared = Arc::clone(&tripped);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let gw = Arc::clone(&gw);
         let host = host.clone();
-        async move { Ok::<_, Infallible>(answer(&gw, index, &host, req).await) }
+        let shared = Arc::clone(&shared);
+        async move {
+            let guard_for = |place| {
+                gw.guard_for(
+                    seq,
+                    proto,
+                    Some(host.clone()),
+                    port,
+                    place,
+                    Arc::clone(&shared),
+                )
+            };
+            if let Some(mut g) = guard_for(crate::inspect::Place::Headers) {
+                let mut head = format!("{} {}\r\n", req.method(), req.uri()).into_bytes();
+                for (k, v) in req.headers() {
+                    head.extend_from_slice(k.as_str().as_bytes());
+                    head.extend_from_slice(b": ");
+                    head.extend_from_slice(v.as_bytes());
+                    head.extend_from_slice(b"\r\n");
+                }
+                if g.feed(&head, true).is_err() {
+                    return Ok::<_, Infallible>(text(
+                        StatusCode::FORBIDDEN,
+                        "airlock egress: canary value refused",
+                    ));
+                }
+            }
+            let guard = guard_for(crate::inspect::Place::Body);
+            let tripped = guard.as_ref().map(|g| Arc::clone(&g.tripped));
+            let req = req.map(|b| crate::inspect::GuardedBody::new(b, guard));
+            Ok::<_, Infallible>(answer(&gw, index, &host, req, &tripped).await)
+        }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(client), svc)
         .await;
+    let cut = tripped.lock().ok().and_then(|t| t.clone());
+    if let Some(reason) = cut.filter(|r| !r.is_empty()) {
+        flow.decide(crate::Verdict::Deny, reason);
+    }
     drop(flow);
 }

@@ -46,7 +46,21 @@ pub struct ProcessConfig {
     pub profile_toml: String,
     /// What each passed socket is for, in order.
     pub roles: Vec<ListenerRole>,
+    /// The run's canaries (values to look for in everything leaving).
+    #[serde(default)]
+    pub canaries: Vec<airlock_canary::Canary>,
+    /// Refuse flows that carry a canary value.
+    #[serde(default = "yes")]
+    pub block_canaries: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// Called on the supervisor's side with every gateway event as it arrives
+/// (the audit log, escalation prompts), from the gateway reader thread.
+pub type EventObserver = Box<dyn FnMut(&GatewayEvent) + Send>;
 
 /// A running gateway process.
 #[derive(Debug)]
@@ -56,6 +70,24 @@ pub struct GatewayProcess {
     reader: Option<JoinHandle<()>>,
     events: Arc<Mutex<Vec<GatewayEvent>>>,
     dropped: Arc<AtomicU64>,
+    answers: Arc<Mutex<UnixStream>>,
+}
+
+/// A handle that sends escalation answers to a running gateway; usable
+/// from any thread.
+#[derive(Debug, Clone)]
+pub struct AnswerHandle(Arc<Mutex<UnixStream>>);
+
+impl AnswerHandle {
+    /// Sends the answer to escalation request `id`.
+    pub fn answer(&self, id: u64, decision: crate::ask::Decision) -> Result<(), EgressError> {
+        let msg = crate::ask::SupervisorMessage::Answer { id, decision };
+        let mut line =
+            serde_json::to_vec(&msg).map_err(|e| EgressError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.write_all(&line).map_err(EgressError::Spawn)
+    }
 }
 
 /// What a gateway process reported, once it has ended.
@@ -78,6 +110,7 @@ impl GatewayProcess {
         cfg: &ProcessConfig,
         fds: Vec<OwnedFd>,
         max_events: usize,
+        mut observer: Option<EventObserver>,
     ) -> Result<Self, EgressError> {
         if fds.len() != cfg.roles.len() {
             return Err(EgressError::Protocol(format!(
@@ -100,12 +133,14 @@ impl GatewayProcess {
         }
         let child = cmd.spawn().map_err(EgressError::Spawn)?;
         // From here on, a failure must not leave the child behind.
+        let writer = ours.try_clone().map_err(EgressError::Spawn)?;
         let mut this = Self {
             child,
             ctl: ours,
             reader: None,
             events: Arc::default(),
             dropped: Arc::default(),
+            answers: Arc::new(Mutex::new(writer)),
         };
         if let Err(e) = this.send_setup(cfg, &fds) {
             let _ = this.child.kill();
@@ -121,6 +156,9 @@ impl GatewayProcess {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<GatewayEvent>(&line) {
                     Ok(ev) => {
+                        if let Some(o) = observer.as_mut() {
+                            o(&ev);
+                        }
                         let mut v = events.lock().unwrap_or_else(|p| p.into_inner());
                         if v.len() < max_events {
                             v.push(ev);
@@ -154,6 +192,11 @@ impl GatewayProcess {
         let mut msg = (doc.len() as u32).to_le_bytes().to_vec();
         msg.extend_from_slice(&doc);
         self.ctl.write_all(&msg).map_err(EgressError::Spawn)
+    }
+
+    /// A handle for answering escalation requests.
+    pub fn answers(&self) -> AnswerHandle {
+        AnswerHandle(Arc::clone(&self.answers))
     }
 
     /// The gateway's pid.
@@ -326,21 +369,24 @@ fn gateway_main() -> Result<(), EgressError> {
         .enable_all()
         .build()
         .map_err(EgressError::Spawn)?;
-    let gw = Gateway::new(
-        GatewayConfig::new(cfg.sandbox, profile.network),
-        Arc::new(DenyAll),
-        tx,
-    );
+    let mut gcfg = GatewayConfig::new(cfg.sandbox, profile.network);
+    gcfg.canaries = cfg.canaries;
+    gcfg.block_canaries = cfg.block_canaries;
+    let gw = Gateway::new(gcfg, Arc::new(DenyAll), tx);
+    let answers = Arc::clone(&gw);
     let listeners = cfg.roles.into_iter().zip(fds).collect();
     rt.block_on(async move {
         let serve = tokio::spawn(gw.serve(listeners));
-        // The supervisor closes its side when the sandbox is gone.
+        // The supervisor sends escalation answers, one JSON line each, and
+        // closes its side when the sandbox is gone.
         let eof = tokio::task::spawn_blocking(move || {
-            let mut b = [0u8; 64];
-            loop {
-                match (&ctl).read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+            for line in BufReader::new(&ctl).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<crate::ask::SupervisorMessage>(&line) {
+                    Ok(crate::ask::SupervisorMessage::Answer { id, decision }) => {
+                        answers.escalations.answer(id, decision)
+                    }
+                    Err(e) => tracing::warn!(error = %e, "malformed supervisor message"),
                 }
             }
         });

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::flow::{Flow, FlowProto};
 use crate::gateway::{refuse_tls_mock, Authz, Gateway};
+use crate::inspect::{GuardedBody, Place};
 
 /// The body type of every proxy response.
 pub(crate) type BoxedBody = BoxBody<Bytes, hyper::Error>;
@@ -147,6 +148,29 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody>
     };
     let authz = gw.authorize(&mut flow, &host, port).await;
     let name = flow.record.name.clone().unwrap_or(host);
+    if !matches!(authz, Authz::Deny) && gw.inspect_request_head(&mut flow, &req) {
+        return refuse(&flow, StatusCode::FORBIDDEN);
+    }
+    let guard = if connect {
+        None
+    } else {
+        gw.stream_guard(&flow, Place::Body)
+    };
+    let tripped = guard.as_ref().map(|g| Arc::clone(&g.tripped));
+    let req = req.map(|b| GuardedBody::new(b, guard));
+    let cut = |flow: &mut Flow| -> bool {
+        let reason = tripped
+            .as_ref()
+            .and_then(|t| t.lock().ok().and_then(|t| t.clone()))
+            .filter(|r| !r.is_empty());
+        match reason {
+            Some(r) => {
+                flow.decide(crate::Verdict::Deny, r);
+                true
+            }
+            None => false,
+        }
+    };
     match authz {
         Authz::Deny => refuse(&flow, StatusCode::FORBIDDEN),
         Authz::Mock(index) => {
@@ -154,7 +178,11 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody>
                 refuse_tls_mock(&mut flow, &name);
                 return refuse(&flow, StatusCode::FORBIDDEN);
             }
-            crate::mock::answer(&gw, index, &name, req).await
+            let resp = crate::mock::answer(&gw, index, &name, req, &tripped).await;
+            if cut(&mut flow) {
+                return refuse(&flow, StatusCode::FORBIDDEN);
+            }
+            resp
         }
         Authz::Allow(addrs) => {
             let (upstream, addr) = match gw.connect(&addrs).await {
@@ -188,7 +216,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody>
                 });
                 Response::new(BoxBody::default())
             } else {
-                forward(gw, flow, upstream, req, &name, port).await
+                forward(gw, flow, upstream, req, &name, port, cut).await
             }
         }
     }
@@ -201,9 +229,10 @@ async fn forward(
     gw: Arc<Gateway>,
     flow: Flow,
     upstream: TcpStream,
-    mut req: Request<Incoming>,
+    mut req: Request<GuardedBody<Incoming>>,
     name: &str,
     port: u16,
+    cut: impl Fn(&mut Flow) -> bool,
 ) -> Response<BoxedBody> {
     let metered = gw.meter(upstream, Arc::clone(&flow.counters));
     let (mut sender, conn) =
@@ -215,9 +244,11 @@ async fn forward(
                 return refuse(&flow, StatusCode::BAD_GATEWAY);
             }
         };
+    let flow = Arc::new(tokio::sync::Mutex::new(Some(flow)));
+    let flow_conn = Arc::clone(&flow);
     tokio::spawn(async move {
         let _ = conn.await;
-        drop(flow);
+        drop(flow_conn.lock().await.take());
     });
     let origin = req
         .uri()
@@ -244,9 +275,35 @@ async fn forward(
             }
             Response::from_parts(parts, body.boxed())
         }
-        Err(e) => text(
-            StatusCode::BAD_GATEWAY,
-            &format!("airlock egress: {name}:{port}: {e}"),
-        ),
+        Err(e) => {
+            let mut slot = flow.lock().await;
+            if let Some(f) = slot.as_mut() {
+                if cut(f) {
+                    return refuse(f, StatusCode::FORBIDDEN);
+                }
+            }
+            text(
+                StatusCode::BAD_GATEWAY,
+                &format!("airlock egress: {name}:{port}: {e}"),
+            )
+        }
+    }
+}
+
+impl Gateway {
+    /// Scans the request line and headers; `true`: refuse.
+    fn inspect_request_head<B>(&self, flow: &mut Flow, req: &Request<B>) -> bool {
+        let line = format!("{} {}", req.method(), req.uri());
+        if self.inspect(flow, Place::RequestLine, line.as_bytes()) {
+            return true;
+        }
+        let mut head = Vec::new();
+        for (k, v) in req.headers() {
+            head.extend_from_slice(k.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(v.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        self.inspect(flow, Place::Headers, &head)
     }
 }

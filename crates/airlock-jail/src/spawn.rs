@@ -53,6 +53,16 @@ pub trait OutputSink {
     fn copy_out_refused(&mut self, path: &str, reason: &str) {
         let _ = (path, reason);
     }
+    /// The payload is about to exec: how it is contained.
+    fn started(&mut self, landlock: &LandlockReport, cgroup: &CgroupReport, host_uid: u32) {
+        let _ = (landlock, cgroup, host_uid);
+    }
+    /// Asked at least every 250 ms while the sandbox runs: `true` stops it
+    /// (the run ends as `killed`), e.g. when the audit log can no longer be
+    /// written.
+    fn should_abort(&mut self) -> bool {
+        false
+    }
 }
 
 /// Collects output in memory (up to the spec's cap), for tests and callers
@@ -670,8 +680,14 @@ pub fn run(
             timed_out = true;
             kill_sandbox(&cg);
         }
+        if init_done.is_none() && !killed && !timed_out && sink.should_abort() {
+            killed = true;
+            kill_sandbox(&cg);
+        }
         let wait = if init_done.is_none() && !timed_out {
-            deadline.saturating_duration_since(now)
+            deadline
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(250))
         } else {
             Duration::from_millis(100)
         };
@@ -745,6 +761,15 @@ pub fn run(
                                         phases,
                                     }) => {
                                         tracing::debug!(at = ?started.elapsed(), ?phases, "payload ready");
+                                        let cgroup_now = CgroupReport {
+                                            version: cg.as_ref().map(|c| c.version()),
+                                            controllers: cg
+                                                .as_ref()
+                                                .map(|c| c.controllers.clone())
+                                                .unwrap_or_default(),
+                                            note: support.note.clone(),
+                                        };
+                                        sink.started(&l, &cgroup_now, ids.host_uid);
                                         landlock = Some(l)
                                     }
                                     Ok(Report::SetupError { message }) => {

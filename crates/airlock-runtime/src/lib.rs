@@ -5,17 +5,27 @@
 //! returns the jail's report. The CLI (and later the server and MCP) call only this
 //! API; none of them duplicate its logic.
 
-use std::path::PathBuf;
-
-use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use airlock_egress::{
     EgressLimit, FlowRecord, GatewayEvent, GatewayProcess, ListenerRole, ProcessConfig, SinkRecord,
 };
 use airlock_jail::{
-    CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, RlimitSpec, RoBind, RunOptions,
-    StdinMode, WorkspaceSource,
+    CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, PlantFile, RlimitSpec, RoBind,
+    RunOptions, StdinMode, WorkspaceSource,
 };
+use serde_json::json;
+
+mod approve;
+mod evidence;
+
+pub use approve::{ApprovalRequest, Approver, CommandApprover};
+pub use evidence::{
+    AuditSummary, CanaryLeak, CanaryReport, CanaryTouch, CopyOutRecord, EscalationRecord,
+    EvidenceReport, PlantedCanary,
+};
+pub use airlock_egress::{CanaryFlow, Decision, EscalationAsk};
 use airlock_policy::{NetworkMode, NetworkPolicy, Profile, Requirement, DNS_PORT, PROXY_PORT};
 use serde::Serialize;
 
@@ -39,6 +49,24 @@ pub enum RuntimeError {
     /// The network set-up failed.
     #[error("network: {0}")]
     Network(String),
+    /// Canary credentials could not be minted.
+    #[error("canaries: {0}")]
+    Canary(#[from] airlock_canary::CanaryError),
+    /// The audit log could not be created, written or closed (the run was
+    /// stopped: the log never has a silent gap).
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// The audit signing key is unusable.
+    #[error(transparent)]
+    Key(#[from] airlock_audit::KeyError),
+    /// The copy-out destination is unusable.
+    #[error("copy-out destination {path:?}: {reason}")]
+    CopyOut {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The workspace argument is unusable.
     #[error("workspace {path:?}: {reason}")]
     Workspace {
@@ -67,6 +95,36 @@ pub struct RunRequest {
     pub inherit_stdin: bool,
     /// Forward SIGINT/SIGTERM/SIGHUP to the payload (CLI use).
     pub forward_signals: bool,
+    /// Write the audit log to this file (it must not exist). Without it,
+    /// the profile's `[audit] dir` decides; without that, no audit log.
+    pub audit: Option<PathBuf>,
+    /// Answers escalation requests (`on_deny = "ask"`); none means deny.
+    pub approver: Option<Arc<dyn Approver>>,
+    /// Files to copy out of the workspace after the run (relative paths).
+    pub copy_out: Vec<PathBuf>,
+    /// Host directory the copy-out files are written to (created if
+    /// missing; existing files are never overwritten).
+    pub out_dir: Option<PathBuf>,
+}
+
+impl RunRequest {
+    /// A request with the defaults: no workspace, no stdin, no audit, no
+    /// approver, no copy-out.
+    pub fn new(profile: Profile, argv: Vec<String>) -> Self {
+        Self {
+            profile,
+            argv,
+            workspace: None,
+            term: None,
+            cgroup_root: None,
+            inherit_stdin: false,
+            forward_signals: false,
+            audit: None,
+            approver: None,
+            copy_out: Vec::new(),
+            out_dir: None,
+        }
+    }
 }
 
 fn plain_term(t: &str) -> bool {
@@ -224,15 +282,7 @@ pub fn jail_spec(req: &RunRequest) -> Result<JailSpec, RuntimeError> {
 /// Check that a profile can be turned into a sandbox on this architecture
 /// (e.g. every seccomp syscall name resolves), without running anything.
 pub fn check_profile(profile: &Profile) -> Result<(), RuntimeError> {
-    let req = RunRequest {
-        profile: profile.clone(),
-        argv: vec!["/bin/true".into()],
-        workspace: None,
-        term: None,
-        cgroup_root: None,
-        inherit_stdin: false,
-        forward_signals: false,
-    };
+    let req = RunRequest::new(profile.clone(), vec!["/bin/true".into()]);
     airlock_jail::check(&jail_spec(&req)?)?;
     Ok(())
 }
@@ -268,6 +318,10 @@ impl NetworkReport {
                 GatewayEvent::Flow(f) => r.flows.push(f),
                 GatewayEvent::Sink(s) => r.sink.push(s),
                 GatewayEvent::Limit { limit } => r.limits_hit.push(limit),
+                // Evidence: reported through the session's observer.
+                GatewayEvent::Canary(_)
+                | GatewayEvent::EscalationRequest(_)
+                | GatewayEvent::GrantExpired { .. } => {}
             }
         }
         r
@@ -279,16 +333,21 @@ impl NetworkReport {
     }
 }
 
-/// The result of a run: the jail's report, plus the gateway's when the
-/// sandbox had network.
+/// The result of a run: the jail's report, the gateway's when the sandbox
+/// had network, and the evidence (canaries, escalations, copy-out, audit).
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionReport {
+    /// The sandbox's id (as in the audit log).
+    pub sandbox: String,
     /// How the sandbox ran and ended.
     #[serde(flatten)]
     pub run: RunReport,
     /// What the egress gateway decided (allowlist mode only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkReport>,
+    /// Canaries, execs, escalations, copy-out and the audit log.
+    #[serde(flatten)]
+    pub evidence: EvidenceReport,
 }
 
 /// A fresh sandbox id: "sbx-" and 16 hex digits from the kernel's random
@@ -312,31 +371,6 @@ pub fn new_sandbox_id() -> String {
     )
 }
 
-/// Passes output through and starts the gateway when the jail hands over
-/// the sandbox's sockets.
-struct GatewaySink<'a> {
-    inner: &'a mut dyn OutputSink,
-    config: ProcessConfig,
-    gateway: Option<GatewayProcess>,
-}
-
-impl OutputSink for GatewaySink<'_> {
-    fn stdout(&mut self, data: &[u8]) {
-        self.inner.stdout(data)
-    }
-    fn stderr(&mut self, data: &[u8]) {
-        self.inner.stderr(data)
-    }
-    fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
-        let exe = std::path::Path::new("/proc/self/exe");
-        let gw =
-            GatewayProcess::spawn(exe, &self.config, fds, MAX_EVENTS).map_err(|e| e.to_string())?;
-        tracing::debug!(pid = gw.pid(), "egress gateway started");
-        self.gateway = Some(gw);
-        Ok(())
-    }
-}
-
 /// Runs the airlock helper processes when this process is one: the
 /// sandbox's init, or an egress gateway. Call first thing in `main` of any
 /// binary that runs sandboxes; it returns only in the normal case.
@@ -345,11 +379,163 @@ pub fn helper_main_if_requested() {
     airlock_egress::gateway_main_if_requested();
 }
 
+/// The canaries of a run, and where they go.
+struct Minted {
+    set: airlock_canary::CanarySet,
+    plant: Vec<PlantFile>,
+    /// Path inside the sandbox → canary ids (files holding canaries).
+    watched: Vec<(String, Vec<String>)>,
+    skipped: Vec<String>,
+}
+
+fn mint_canaries(req: &RunRequest) -> Result<Option<Minted>, RuntimeError> {
+    let c = &req.profile.canaries;
+    if !c.enabled && c.extra.is_empty() {
+        return Ok(None);
+    }
+    let config = airlock_canary::CanaryConfig {
+        builtin: c.enabled,
+        extras: c
+            .extra
+            .iter()
+            .map(|e| airlock_canary::ExtraCanary {
+                name: e.name.clone(),
+                env: e.env.clone(),
+                file: e.file.clone(),
+                prefix: e.prefix.clone(),
+                length: e.length as usize,
+                template: e.template.clone(),
+            })
+            .collect(),
+    };
+    let set = airlock_canary::mint(&config)?;
+    let home = Path::new(SANDBOX_HOME);
+    let ws = req.profile.filesystem.workspace.as_path();
+    let mut plant = Vec::new();
+    let mut watched = Vec::new();
+    let mut skipped = Vec::new();
+    for f in &set.files {
+        let path = match &f.location {
+            airlock_canary::Location::Home(rel) => home.join(rel),
+            airlock_canary::Location::Workspace(rel) => {
+                if req.workspace.is_some() {
+                    skipped.push(format!(
+                        "{}: not planted, the workspace is a host directory (airlock never \
+                         writes into it on its own)",
+                        ws.join(rel).display()
+                    ));
+                    continue;
+                }
+                ws.join(rel)
+            }
+        };
+        if !f.canary_ids.is_empty() {
+            watched.push((path.display().to_string(), f.canary_ids.clone()));
+        }
+        plant.push(PlantFile {
+            path,
+            contents: f.contents.clone(),
+            mode: f.mode,
+            watch: !f.canary_ids.is_empty(),
+        });
+    }
+    Ok(Some(Minted {
+        set,
+        plant,
+        watched,
+        skipped,
+    }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Opens the audit log of a run, if it has one: `--audit FILE`, else the
+/// profile's `[audit] dir`.
+fn open_audit(
+    req: &RunRequest,
+    sandbox: &str,
+) -> Result<Option<airlock_audit::AuditWriter>, RuntimeError> {
+    let path = match (&req.audit, &req.profile.audit.dir) {
+        (Some(p), _) => p.clone(),
+        (None, Some(dir)) => dir.join(format!("{sandbox}.jsonl")),
+        (None, None) => return Ok(None),
+    };
+    let key = match &req.profile.audit.key {
+        Some(k) => airlock_audit::load_signing_key(k)?,
+        None => airlock_audit::load_or_create_default_key()?.0,
+    };
+    let w = airlock_audit::AuditWriter::create(&path, sandbox, key)
+        .map_err(|e| RuntimeError::Audit(e.to_string()))?;
+    Ok(Some(w))
+}
+
 /// Run the request in a fresh sandbox, streaming output to `sink`. With an
 /// allowlist network, an egress gateway process serves the sandbox's
-/// sockets for the length of the run.
+/// sockets for the length of the run. Canaries are planted and watched,
+/// execs recorded (when audited), escalations asked, files copied out,
+/// and every observation written to the audit log when there is one.
 pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport, RuntimeError> {
-    let spec = jail_spec(req)?;
+    let sandbox = new_sandbox_id();
+    let mut spec = jail_spec(req)?;
+    let minted = mint_canaries(req)?;
+    if let Some(m) = &minted {
+        spec.plant = m.plant.clone();
+        // The profile's env and --env win over a canary variable.
+        for (k, v) in &m.set.env {
+            if !req.profile.env.contains_key(k) {
+                spec.env.retain(|(ek, _)| ek != k);
+                spec.env.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    spec.copy_out = req.copy_out.clone();
+    let copy_out = if req.copy_out.is_empty() {
+        None
+    } else {
+        let dir = req.out_dir.clone().ok_or_else(|| RuntimeError::CopyOut {
+            path: PathBuf::new(),
+            reason: "files to copy out, but no destination directory".into(),
+        })?;
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::CopyOut {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        Some(evidence::CopyOutTarget {
+            dir,
+            max: spec.copy_out_max,
+        })
+    };
+    // Everything is checked before the audit log (a side effect) exists.
+    airlock_jail::check(&spec)?;
+    let audit = open_audit(req, &sandbox)?;
+    spec.exec_watch = audit.is_some();
+    let shared = evidence::Shared::new(audit);
+    let profile_toml = req
+        .profile
+        .to_toml_string()
+        .map_err(|e| RuntimeError::Network(e.to_string()))?;
+    {
+        use sha2::Digest;
+        let mut ev = shared.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = &minted {
+            ev.canaries.planted = evidence::planted(&m.set, &m.watched);
+            ev.canaries.skipped = m.skipped.clone();
+        }
+        let created = json!({
+            "profile": req.profile.name,
+            "profile_sha256": hex(&sha2::Sha256::digest(profile_toml.as_bytes())),
+            "argv": req.argv,
+            "workspace": req.workspace,
+            "limits": req.profile.limits,
+            "network": req.profile.network.mode,
+            "canaries": ev.canaries.planted,
+            "exec_telemetry": spec.exec_watch,
+        });
+        drop(ev);
+        shared.record("sandbox.created", created);
+    }
     tracing::debug!(profile = %req.profile.name, argv = ?req.argv, "starting sandbox");
     let opts = RunOptions {
         stdin: if req.inherit_stdin {
@@ -359,36 +545,115 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         },
         forward_signals: req.forward_signals,
     };
-    let Some((_, roles)) = network_plan(&req.profile.network) else {
-        let report = airlock_jail::run(&spec, &opts, sink)?;
-        tracing::debug!(reason = ?report.reason, wall = ?report.wall, "sandbox ended");
-        return Ok(SessionReport {
-            run: report,
-            network: None,
-        });
-    };
-    let sandbox = new_sandbox_id();
-    let profile_toml = req
-        .profile
-        .to_toml_string()
-        .map_err(|e| RuntimeError::Network(e.to_string()))?;
-    let mut gsink = GatewaySink {
+    let scanner = minted.as_ref().map(|m| m.set.scanner());
+    let net = &req.profile.network;
+    let plan = network_plan(net);
+    let (asks_tx, asks_rx) = std::sync::mpsc::channel();
+    let answers = Arc::new(Mutex::new(None));
+    let approver = plan.as_ref().map(|_| {
+        evidence::approver_thread(
+            Arc::clone(&shared),
+            asks_rx,
+            Arc::clone(&answers),
+            req.approver.clone(),
+            net.max_grant_ttl,
+            net.ask_timeout,
+        )
+    });
+    let mut session = evidence::SessionSink {
         inner: sink,
-        config: ProcessConfig {
+        shared: Arc::clone(&shared),
+        gateway_cfg: plan.map(|(_, roles)| ProcessConfig {
             sandbox: sandbox.clone(),
             profile_toml,
             roles,
-        },
+            canaries: minted
+                .as_ref()
+                .map(|m| m.set.canaries.clone())
+                .unwrap_or_default(),
+            block_canaries: req.profile.canaries.block_exfiltration,
+        }),
         gateway: None,
+        observer: Some(evidence::gateway_observer(Arc::clone(&shared), asks_tx)),
+        answers,
+        out_scan: scanner.as_ref().map(|s| (s.stream(), s.stream())),
+        scanner,
+        watched: minted.as_ref().map(|m| m.watched.clone()).unwrap_or_default(),
+        copy_out,
     };
-    let result = airlock_jail::run(&spec, &opts, &mut gsink);
+    let result = airlock_jail::run(&spec, &opts, &mut session);
     // The sandbox is gone (or never started): stop the gateway either way.
-    let outcome = gsink.gateway.take().map(GatewayProcess::finish);
-    let report = result?;
+    let outcome = session.gateway.take().map(GatewayProcess::finish);
+    session.observer = None; // closes the approver's queue when no gateway ran
+    drop(session);
+    if let Some(t) = approver {
+        let _ = t.join();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            shared.record("sandbox.failed", json!({"error": e.to_string()}));
+            close_audit(&shared);
+            return Err(e.into());
+        }
+    };
     tracing::debug!(reason = ?report.reason, wall = ?report.wall, "sandbox ended");
-    let network = NetworkReport::from_events(sandbox, outcome.unwrap_or_default());
+    for l in &report.limits_hit {
+        shared.record("limit.hit", json!({"layer": "sandbox", "limit": l}));
+    }
+    let network = outcome.map(|o| NetworkReport::from_events(sandbox.clone(), o));
+    shared.record(
+        "sandbox.ended",
+        json!({
+            "reason": report.reason,
+            "exit_code": report.exit_code,
+            "wall": report.wall.as_secs_f64(),
+            "user": report.user.as_secs_f64(),
+            "sys": report.sys.as_secs_f64(),
+            "peak_memory": report.peak_memory,
+            "limits_hit": report.limits_hit,
+            "stdout": report.stdout,
+            "stderr": report.stderr,
+            "gateway_failure": network.as_ref().and_then(|n| n.gateway_failure.clone()),
+        }),
+    );
+    let summary = close_audit(&shared);
+    if let Some(f) = shared.failure() {
+        return Err(RuntimeError::Audit(format!(
+            "{f}; the sandbox was stopped (the log never has a silent gap)"
+        )));
+    }
+    let mut evidence = std::mem::take(&mut *shared.evidence.lock().unwrap_or_else(|p| p.into_inner()));
+    evidence.audit = summary;
+    if spec.exec_watch {
+        evidence.execs = Some(shared.execs());
+    }
     Ok(SessionReport {
+        sandbox,
         run: report,
-        network: Some(network),
+        network,
+        evidence,
     })
+}
+
+/// Closes the audit log (signing its head); a failure is remembered.
+fn close_audit(shared: &evidence::Shared) -> Option<AuditSummary> {
+    let w = shared
+        .audit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()?;
+    let path = w.path().to_path_buf();
+    match w.close() {
+        Ok(h) => Some(AuditSummary {
+            path,
+            events: h.events,
+            last_hash: h.last_hash,
+            public_key: h.public_key,
+        }),
+        Err(e) => {
+            shared.note_failure(format!("closing the audit log: {e}"));
+            None
+        }
+    }
 }

@@ -104,15 +104,10 @@ fn children() -> usize {
 }
 
 fn request(argv: &[&str]) -> RunRequest {
-    RunRequest {
-        profile: Profile::builtin("default").unwrap(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        workspace: None,
-        term: None,
-        cgroup_root: None,
-        inherit_stdin: false,
-        forward_signals: false,
-    }
+    RunRequest::new(
+        Profile::builtin("default").unwrap(),
+        argv.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 fn many_sandboxes_leave_nothing_behind() {

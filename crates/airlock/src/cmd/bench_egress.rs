@@ -315,15 +315,7 @@ fn run_sandboxed(
     argv: Vec<String>,
     expect: &[(FlowProto, usize)],
 ) -> anyhow::Result<Sandboxed> {
-    let req = RunRequest {
-        profile: profile.clone(),
-        argv,
-        workspace: None,
-        term: None,
-        cgroup_root: None,
-        inherit_stdin: false,
-        forward_signals: false,
-    };
+    let req = RunRequest::new(profile.clone(), argv);
     let mut sink = MarkSink::default();
     let session = airlock_runtime::run(&req, &mut sink)?;
     let err = String::from_utf8_lossy(&sink.stderr);

@@ -57,9 +57,133 @@ pub(crate) struct Args {
     /// Repeatable.
     #[arg(long = "deny-host", value_name = "PATTERN")]
     deny_host: Vec<String>,
+    /// Write every event of the run (execs, canary touches, network
+    /// decisions, limit hits, copy-outs, the end) to this hash-chained audit
+    /// log (JSON Lines, must not exist); the head is signed with the
+    /// profile's `[audit] key` or the per-host key. Verify with `airlock
+    /// audit verify FILE`.
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
+    /// Escalations (`on_deny = "ask"`): run `sh -c CMD` per request, the
+    /// request as JSON on stdin, `{"decision":"grant","ttl_secs":60,
+    /// "approver":"alice","reason":"..."}` or `{"decision":"deny",...}` on
+    /// stdout. Without it, airlock asks on the terminal when it has one,
+    /// else denies.
+    #[arg(long, value_name = "CMD")]
+    approver: Option<String>,
+    /// Exit 122 when this fires, even if the command succeeded: `canary`
+    /// (a canary was opened, sent out or printed).
+    #[arg(long = "fail-on", value_name = "WHAT")]
+    fail_on: Vec<FailOn>,
+    /// Copy this workspace file out after the run (a path relative to the
+    /// workspace; symlinks are never followed). Repeatable.
+    #[arg(long = "copy-out", value_name = "PATH")]
+    copy_out: Vec<PathBuf>,
+    /// Where --copy-out files go (created if missing; existing files are
+    /// never overwritten). Default: ./airlock-out.
+    #[arg(long = "out-dir", value_name = "DIR")]
+    out_dir: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// What `--fail-on` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FailOn {
+    /// Any canary event.
+    Canary,
+}
+
+/// Exit status when `--fail-on canary` fires.
+pub(crate) const EXIT_CANARY: u8 = 122;
+
+/// Asks on the terminal (/dev/tty), with the request's timeout.
+#[derive(Debug)]
+struct TerminalApprover;
+
+impl airlock_runtime::Approver for TerminalApprover {
+    fn decide(
+        &self,
+        req: &airlock_runtime::ApprovalRequest,
+        timeout: std::time::Duration,
+    ) -> airlock_runtime::Decision {
+        use std::io::BufRead;
+        let user = std::env::var("USER").unwrap_or_else(|_| "terminal".into());
+        let approver = format!("tty:{user}");
+        let deny = |reason: String| airlock_runtime::Decision::Deny {
+            approver: approver.clone(),
+            reason,
+        };
+        let Ok(mut tty) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+        else {
+            return deny("no terminal to ask on".into());
+        };
+        let _ = write!(
+            tty,
+            "\nairlock: sandbox {} asks to reach {}:{} ({}).\n\
+             Grant for how many seconds (max {}; empty or 0 = deny; answer within {}s)? ",
+            req.sandbox, req.name, req.port, req.why, req.max_ttl_secs, req.timeout_secs
+        );
+        let _ = tty.flush();
+        let fd = std::os::fd::AsFd::as_fd(&tty);
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let ts = rustix::time::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: 0,
+        };
+        if !matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0) {
+            let _ = writeln!(tty, "\nairlock: no answer, denied");
+            return deny("no answer on the terminal in time".into());
+        }
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(&tty).read_line(&mut line);
+        match line.trim().parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs.is_finite() => airlock_runtime::Decision::Grant {
+                ttl_ms: (secs * 1000.0) as u64,
+                approver,
+                reason: "granted on the terminal".into(),
+            },
+            _ => deny("denied on the terminal".into()),
+        }
+    }
+}
+
+fn summarize_canaries(ev: &airlock_runtime::EvidenceReport) {
+    let c = &ev.canaries;
+    for t in &c.touched {
+        eprintln!(
+            "airlock: canary touched: {} ({}) opened {} time(s)",
+            t.path,
+            t.canaries.join(", "),
+            t.opens
+        );
+    }
+    for x in &c.exfiltration {
+        eprintln!(
+            "airlock: canary exfiltration {}: {} ({}) in the {:?} to {}{}",
+            if x.blocked { "blocked" } else { "seen" },
+            x.canary,
+            x.encoding,
+            x.place,
+            x.name.as_deref().unwrap_or("?"),
+            x.port.map(|p| format!(":{p}")).unwrap_or_default()
+        );
+    }
+    for l in &c.leaked {
+        eprintln!(
+            "airlock: canary leaked: {} ({}) in {}",
+            l.canary, l.encoding, l.place
+        );
+    }
+    for r in &ev.copy_out {
+        if let Some(why) = &r.refused {
+            eprintln!("airlock: copy-out {}: refused: {why}", r.path);
+        }
+    }
 }
 
 struct Terminal {
@@ -142,15 +266,30 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         deny_hosts: args.deny_host,
     };
     let profile: Profile = profile.with_overrides(&overrides)?;
-    let req = RunRequest {
-        profile,
-        argv: args.command,
-        workspace: args.workspace,
-        term: std::env::var("TERM").ok(),
-        cgroup_root: args.cgroup_root,
-        inherit_stdin: true,
-        forward_signals: true,
+    let approver: Option<std::sync::Arc<dyn airlock_runtime::Approver>> = match &args.approver {
+        Some(cmd) => Some(std::sync::Arc::new(airlock_runtime::CommandApprover {
+            command: cmd.clone(),
+        })),
+        None if rustix::termios::isatty(std::io::stderr()) => {
+            Some(std::sync::Arc::new(TerminalApprover))
+        }
+        None => None,
     };
+    let out_dir = if args.copy_out.is_empty() {
+        None
+    } else {
+        Some(args.out_dir.unwrap_or_else(|| PathBuf::from("airlock-out")))
+    };
+    let mut req = RunRequest::new(profile, args.command);
+    req.workspace = args.workspace;
+    req.term = std::env::var("TERM").ok();
+    req.cgroup_root = args.cgroup_root;
+    req.inherit_stdin = true;
+    req.forward_signals = true;
+    req.audit = args.audit;
+    req.approver = approver;
+    req.copy_out = args.copy_out;
+    req.out_dir = out_dir;
     let mut sink = Terminal { json: args.json };
     let session = match airlock_runtime::run(&req, &mut sink) {
         Ok(r) => r,
@@ -186,10 +325,17 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(net) = &session.network {
             summarize_network(net);
         }
+        summarize_canaries(&session.evidence);
     } else {
         let mut o = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut o, &session)?;
         writeln!(o)?;
+    }
+    if args.fail_on.contains(&FailOn::Canary) && session.evidence.canaries.fired() {
+        if !args.json {
+            eprintln!("airlock: a canary fired (--fail-on canary): exit {EXIT_CANARY}");
+        }
+        return Ok(ExitCode::from(EXIT_CANARY));
     }
     Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
 }

@@ -1,0 +1,438 @@
+//! Canary inspection: every place a sandbox can put bytes on the way out
+//! (DNS names, CONNECT names, TLS SNI, the request line, headers and body
+//! of plain HTTP, the client side of a plain captured stream) is scanned
+//! for the run's canary values, raw or encoded (see `airlock-canary`).
+//!
+//! Streams are scanned with a hold-back: the last [`HOLD_BACK`] bytes of
+//! what arrived are released only with the next read (or at the end), so a
+//! value split across reads is found before its first byte is forwarded.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use airlock_canary::{Hit, Scanner};
+use bytes::Bytes;
+use hyper::body::{Body, Frame};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::flow::{now_ms, Flow, FlowProto, GatewayEvent};
+use crate::gateway::Gateway;
+
+/// Bytes held back at the end of a stream until more arrive: longer than
+/// any encoded canary value.
+pub(crate) const HOLD_BACK: usize = 4096;
+
+/// Where in a flow a canary value was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    /// A name asked of the sandbox's DNS server.
+    DnsName,
+    /// A CONNECT target or an absolute-form request's host.
+    TargetName,
+    /// The TLS SNI.
+    Sni,
+    /// The HTTP request line (method, URL).
+    RequestLine,
+    /// An HTTP header.
+    Headers,
+    /// An HTTP request body.
+    Body,
+    /// The bytes of a plain (non-TLS) captured connection.
+    Stream,
+}
+
+/// A canary value seen leaving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryFlow {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The flow's sequence number (as in its [`crate::FlowRecord`]).
+    pub seq: u64,
+    /// The canary's id.
+    pub canary: String,
+    /// How the value was encoded (raw, base64, hex, url, dns labels...).
+    pub encoding: String,
+    /// Where it was.
+    pub place: Place,
+    /// How the flow went out.
+    pub proto: FlowProto,
+    /// The destination name, when known.
+    pub name: Option<String>,
+    /// The destination port, when known.
+    pub port: Option<u16>,
+    /// Whether the flow was refused (or cut) for it.
+    pub blocked: bool,
+}
+
+/// The run's canaries as the gateway sees them.
+#[derive(Debug)]
+pub(crate) struct Canaries {
+    pub(crate) scanner: Scanner,
+    pub(crate) block: bool,
+}
+
+fn encoding_name(h: &Hit) -> String {
+    hit_encoding(h)
+}
+
+/// How a hit was encoded, e.g. "base64" or "hex+url-encoded".
+pub fn hit_encoding(h: &Hit) -> String {
+    match h.wrapping {
+        airlock_canary::Wrapping::Plain => h.encoding.as_str().to_owned(),
+        w => format!("{}+{}", h.encoding.as_str(), w.as_str()),
+    }
+}
+
+impl Gateway {
+    fn report_hits(
+        &self,
+        hits: &[Hit],
+        place: Place,
+        seq: u64,
+        proto: FlowProto,
+        name: Option<&str>,
+        port: Option<u16>,
+        blocked: bool,
+    ) {
+        for h in hits {
+            let _ = self.events.send(GatewayEvent::Canary(CanaryFlow {
+                time_ms: now_ms(),
+                seq,
+                canary: h.canary_id.clone(),
+                encoding: encoding_name(h),
+                place,
+                proto,
+                name: name.map(str::to_owned),
+                port,
+                blocked,
+            }));
+        }
+    }
+
+    fn settle(&self, flow: &mut Flow, hits: Vec<Hit>, place: Place) -> bool {
+        let Some(c) = &self.canaries else {
+            return false;
+        };
+        if hits.is_empty() {
+            return false;
+        }
+        let r = &flow.record;
+        self.report_hits(
+            &hits,
+            place,
+            r.seq,
+            r.proto,
+            r.name.as_deref(),
+            r.port,
+            c.block,
+        );
+        if c.block {
+            let h = &hits[0];
+            flow.decide(
+                crate::Verdict::Deny,
+                format!(
+                    "canary {} ({}) in the {}: exfiltration blocked",
+                    h.canary_id,
+                    encoding_name(h),
+                    place_name(place)
+                ),
+            );
+        }
+        c.block
+    }
+
+    /// Scans bytes of a flow; records every hit. `true`: refuse the flow.
+    pub(crate) fn inspect(&self, flow: &mut Flow, place: Place, bytes: &[u8]) -> bool {
+        let Some(c) = &self.canaries else {
+            return false;
+        };
+        let hits = c.scanner.scan(bytes);
+        self.settle(flow, hits, place)
+    }
+
+    /// Scans a name (case-insensitive, across labels). `true`: refuse.
+    pub(crate) fn inspect_name(&self, flow: &mut Flow, place: Place, name: &str) -> bool {
+        let Some(c) = &self.canaries else {
+            return false;
+        };
+        let hits = c.scanner.scan_dns_name(name);
+        self.settle(flow, hits, place)
+    }
+
+    /// A stream scanner for the bytes of `flow`, when there are canaries.
+    pub(crate) fn stream_guard(self: &Arc<Self>, flow: &Flow, place: Place) -> Option<Guard> {
+        let r = &flow.record;
+        self.guard_for(r.seq, r.proto, r.name.clone(), r.port, place, Arc::default())
+    }
+
+    /// A stream scanner for a flow described by its parts, sharing
+    /// `tripped` (when there are canaries).
+    pub(crate) fn guard_for(
+        self: &Arc<Self>,
+        seq: u64,
+        proto: FlowProto,
+        name: Option<String>,
+        port: Option<u16>,
+        place: Place,
+        tripped: Arc<Mutex<Option<String>>>,
+    ) -> Option<Guard> {
+        self.canaries.as_ref()?;
+        Some(Guard {
+            gw: Arc::clone(self),
+            seq,
+            proto,
+            name,
+            port,
+            place,
+            pending: Vec::new(),
+            tripped,
+        })
+    }
+}
+
+pub(crate) fn place_name(p: Place) -> &'static str {
+    match p {
+        Place::DnsName => "DNS name",
+        Place::TargetName => "destination name",
+        Place::Sni => "TLS SNI",
+        Place::RequestLine => "request line",
+        Place::Headers => "request headers",
+        Place::Body => "request body",
+        Place::Stream => "connection's data",
+    }
+}
+
+/// Scans a stream with a hold-back; once a blocking hit is seen, the
+/// stream fails and `tripped` carries the refusal reason.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    gw: Arc<Gateway>,
+    seq: u64,
+    proto: FlowProto,
+    name: Option<String>,
+    port: Option<u16>,
+    place: Place,
+    pending: Vec<u8>,
+    pub(crate) tripped: Arc<Mutex<Option<String>>>,
+}
+
+impl Guard {
+    /// Takes new bytes; returns what may be released now, or `Err` with the
+    /// reason when the flow must be cut. `eof` releases everything.
+    pub(crate) fn feed(&mut self, data: &[u8], eof: bool) -> Result<Vec<u8>, String> {
+        self.pending.extend_from_slice(data);
+        let Some(c) = &self.gw.canaries else {
+            return Ok(std::mem::take(&mut self.pending));
+        };
+        let hits = c.scanner.scan(&self.pending);
+        if !hits.is_empty() {
+            let already = self.tripped.lock().map(|t| t.is_some()).unwrap_or(false);
+            if !already {
+                self.gw.report_hits(
+                    &hits,
+                    self.place,
+                    self.seq,
+                    self.proto,
+                    self.name.as_deref(),
+                    self.port,
+                    c.block,
+                );
+            }
+            if c.block {
+                let h = &hits[0];
+                let reason = format!(
+                    "canary {} ({}) in the {}: exfiltration blocked, connection cut",
+                    h.canary_id,
+                    encoding_name(h),
+                    place_name(self.place)
+                );
+                if let Ok(mut t) = self.tripped.lock() {
+                    t.get_or_insert(reason.clone());
+                }
+                return Err(reason);
+            }
+            if let Ok(mut t) = self.tripped.lock() {
+                t.get_or_insert(String::new());
+            }
+        }
+        let keep = if eof {
+            0
+        } else {
+            self.pending.len().min(HOLD_BACK)
+        };
+        let release = self.pending.len() - keep;
+        let out: Vec<u8> = self.pending.drain(..release).collect();
+        Ok(out)
+    }
+}
+
+/// An `AsyncRead` that passes bytes through a [`Guard`].
+#[derive(Debug)]
+pub(crate) struct GuardedRead<R> {
+    pub(crate) inner: R,
+    pub(crate) guard: Guard,
+    ready: Vec<u8>,
+    done: bool,
+}
+
+impl<R> GuardedRead<R> {
+    pub(crate) fn new(inner: R, guard: Guard) -> Self {
+        Self {
+            inner,
+            guard,
+            ready: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for GuardedRead<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.ready.is_empty() {
+                let n = self.ready.len().min(buf.remaining());
+                buf.put_slice(&self.ready[..n]);
+                self.ready.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            let mut tmp = [0u8; 16 * 1024];
+            let mut rb = ReadBuf::new(&mut tmp);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let data = rb.filled().to_vec();
+                    let eof = data.is_empty();
+                    match self.guard.feed(&data, eof) {
+                        Ok(out) => self.ready = out,
+                        Err(reason) => {
+                            return Poll::Ready(Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionAborted,
+                                reason,
+                            )))
+                        }
+                    }
+                    self.done = eof;
+                }
+            }
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for GuardedRead<R> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP request body passed through a [`Guard`]: a blocking hit ends
+/// the body with an error, so the request is never completed upstream.
+#[derive(Debug)]
+pub(crate) struct GuardedBody<B> {
+    inner: B,
+    guard: Option<Guard>,
+    done: bool,
+}
+
+impl<B> GuardedBody<B> {
+    pub(crate) fn new(inner: B, guard: Option<Guard>) -> Self {
+        Self {
+            inner,
+            guard,
+            done: false,
+        }
+    }
+}
+
+/// The error of a guarded body.
+#[derive(Debug)]
+pub(crate) struct BodyError(pub(crate) String);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl<B> Body for GuardedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let polled = Pin::new(&mut self.inner).poll_frame(cx);
+            let this = &mut *self;
+            match polled {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(BodyError(e.to_string()))))
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Some(guard) = this.guard.as_mut() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    match frame.into_data() {
+                        Ok(data) => match guard.feed(&data, false) {
+                            Ok(out) if out.is_empty() => continue,
+                            Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                            Err(reason) => return Poll::Ready(Some(Err(BodyError(reason)))),
+                        },
+                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let Some(guard) = this.guard.as_mut() else {
+                        return Poll::Ready(None);
+                    };
+                    match guard.feed(&[], true) {
+                        Ok(out) if out.is_empty() => return Poll::Ready(None),
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Err(reason) => return Poll::Ready(Some(Err(BodyError(reason)))),
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        // Content-Length is kept: every byte is released in the end.
+        self.inner.size_hint()
+    }
+}
