@@ -188,6 +188,7 @@ impl Gateway {
             port,
             place,
             pending: Vec::new(),
+            window: Vec::new(),
             tripped,
         })
     }
@@ -215,7 +216,11 @@ pub(crate) struct Guard {
     name: Option<String>,
     port: Option<u16>,
     place: Place,
+    /// Scanned bytes not yet released.
     pending: Vec<u8>,
+    /// The last released bytes, kept so a value split across reads is
+    /// still seen whole.
+    window: Vec<u8>,
     pub(crate) tripped: Arc<Mutex<Option<String>>>,
 }
 
@@ -227,7 +232,10 @@ impl Guard {
         let Some(c) = &self.gw.canaries else {
             return Ok(std::mem::take(&mut self.pending));
         };
-        let hits = c.scanner.scan(&self.pending);
+        let mut scan = Vec::with_capacity(self.window.len() + self.pending.len());
+        scan.extend_from_slice(&self.window);
+        scan.extend_from_slice(&self.pending);
+        let hits = c.scanner.scan(&scan);
         if !hits.is_empty() {
             let already = self.tripped.lock().map(|t| t.is_some()).unwrap_or(false);
             if !already {
@@ -265,7 +273,25 @@ impl Guard {
         };
         let release = self.pending.len() - keep;
         let out: Vec<u8> = self.pending.drain(..release).collect();
+        self.remember(&out);
         Ok(out)
+    }
+
+    fn remember(&mut self, released: &[u8]) {
+        self.window.extend_from_slice(released);
+        if self.window.len() > HOLD_BACK {
+            let cut = self.window.len() - HOLD_BACK;
+            self.window.drain(..cut);
+        }
+    }
+
+    /// Releases every scanned byte (the client paused). A value split
+    /// across a pause is still found when its rest arrives, and the flow is
+    /// cut then; what left before the pause has left.
+    pub(crate) fn flush(&mut self) -> Vec<u8> {
+        let out = std::mem::take(&mut self.pending);
+        self.remember(&out);
+        out
     }
 }
 
@@ -308,7 +334,16 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedRead<R> {
             let mut tmp = [0u8; 16 * 1024];
             let mut rb = ReadBuf::new(&mut tmp);
             match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // The client paused (it may wait for an answer): what
+                    // was scanned leaves now, and its tail stays in the
+                    // scan window for the next bytes.
+                    let out = self.guard.flush();
+                    if out.is_empty() {
+                        return Poll::Pending;
+                    }
+                    self.ready = out;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {
                     let data = rb.filled().to_vec();

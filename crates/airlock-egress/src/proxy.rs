@@ -216,7 +216,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody>
                 });
                 Response::new(BoxBody::default())
             } else {
-                forward(gw, flow, upstream, req, &name, port, cut).await
+                forward(gw, flow, upstream, req, &name, port, tripped).await
             }
         }
     }
@@ -232,8 +232,14 @@ async fn forward(
     mut req: Request<GuardedBody<Incoming>>,
     name: &str,
     port: u16,
-    cut: impl Fn(&mut Flow) -> bool,
+    tripped: Option<Arc<std::sync::Mutex<Option<String>>>>,
 ) -> Response<BoxedBody> {
+    let cut_reason = move || {
+        tripped
+            .as_ref()
+            .and_then(|t| t.lock().ok().and_then(|t| t.clone()))
+            .filter(|r| !r.is_empty())
+    };
     let metered = gw.meter(upstream, Arc::clone(&flow.counters));
     let (mut sender, conn) =
         match hyper::client::conn::http1::handshake(TokioIo::new(metered)).await {
@@ -244,11 +250,14 @@ async fn forward(
                 return refuse(&flow, StatusCode::BAD_GATEWAY);
             }
         };
-    let flow = Arc::new(tokio::sync::Mutex::new(Some(flow)));
-    let flow_conn = Arc::clone(&flow);
+    let reason_at_end = cut_reason.clone();
     tokio::spawn(async move {
         let _ = conn.await;
-        drop(flow_conn.lock().await.take());
+        let mut flow = flow;
+        if let Some(r) = reason_at_end() {
+            flow.decide(crate::Verdict::Deny, r);
+        }
+        drop(flow);
     });
     let origin = req
         .uri()
@@ -276,11 +285,12 @@ async fn forward(
             Response::from_parts(parts, body.boxed())
         }
         Err(e) => {
-            let mut slot = flow.lock().await;
-            if let Some(f) = slot.as_mut() {
-                if cut(f) {
-                    return refuse(f, StatusCode::FORBIDDEN);
+            if let Some(r) = cut_reason() {
+                let mut resp = text(StatusCode::FORBIDDEN, &format!("airlock egress: {r}"));
+                if let Ok(v) = HeaderValue::from_str(&r) {
+                    resp.headers_mut().insert(REASON_HEADER, v);
                 }
+                return resp;
             }
             text(
                 StatusCode::BAD_GATEWAY,

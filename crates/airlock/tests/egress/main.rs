@@ -10,6 +10,7 @@
 mod common;
 
 mod attacks;
+mod canary;
 mod behaviour;
 
 use std::fs;
