@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod evidence;
 mod lifecycle;
 mod limits;
 mod run;
