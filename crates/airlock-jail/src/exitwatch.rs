@@ -223,6 +223,19 @@ fn link(path: String) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// N when `path` is an fd link of the calling process: /proc/self/fd/N,
+/// /proc/thread-self/fd/N, /proc/PID/fd/N or /dev/fd/N.
+fn fd_link(path: &str) -> Option<u32> {
+    let rest = path
+        .strip_prefix("/dev/fd/")
+        .or_else(|| {
+            let p = path.strip_prefix("/proc/")?;
+            let (_who, r) = p.split_once('/')?;
+            r.strip_prefix("fd/")
+        })?;
+    rest.parse().ok()
+}
+
 fn read_exec(pid: i32, nr: i64, args: &[u64; 6]) -> JailEvent {
     let ppid = parent_of(pid);
     let mem = std::fs::File::open(format!("/proc/{pid}/mem"));
@@ -270,20 +283,36 @@ fn read_exec(pid: i32, nr: i64, args: &[u64; 6]) -> JailEvent {
         Some(fd) if fd != libc::AT_FDCWD => link(format!("/proc/{pid}/fd/{fd}")),
         _ => link(format!("/proc/{pid}/cwd")),
     };
+    let mut from_fd = false;
     if path.is_empty() && mem.is_ok() {
         // execveat(fd, "", AT_EMPTY_PATH): the program is the fd itself
         // (e.g. "/tmp/x (deleted)" or "/memfd:name (deleted)").
         path = base.unwrap_or_default();
+        from_fd = true;
     } else if !path.starts_with('/') && !path.starts_with('<') {
         if let Some(b) = base {
             path = format!("{}/{path}", b.trim_end_matches('/'));
         }
     }
+    // An exec through an fd link (/proc/self/fd/N, /dev/fd/N): name what
+    // the fd is, as seen from the caller.
+    if let Some(fd) = fd_link(&path) {
+        if let Some(target) = link(format!("/proc/{pid}/fd/{fd}")) {
+            path = target;
+            from_fd = true;
+        }
+    }
+    // Whether there is a file to run at all (a shell's PATH search tries
+    // missing candidates): a missing one is an attempt, not an exec.
+    let exists = from_fd
+        || std::fs::metadata(format!("/proc/{pid}/root{path}")).is_ok()
+        || std::fs::metadata(&path).is_ok();
     JailEvent::Exec {
         pid,
         ppid,
         path,
         argv,
         truncated,
+        exists,
     }
 }

@@ -176,6 +176,9 @@ pub enum JailEvent {
         argv: Vec<String>,
         /// Set when argv or a string was cut at those caps.
         truncated: bool,
+        /// Whether the program existed when the call was made (a shell's
+        /// PATH search tries candidates that do not: those are attempts).
+        exists: bool,
     },
     /// A watched planted file was opened (inotify: the opener's pid is not
     /// known).

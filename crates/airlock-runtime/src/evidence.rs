@@ -364,7 +364,14 @@ impl SessionSink<'_> {
         }
     }
 
-    fn write_copy(&self, target: &CopyOutTarget, path: &str, mut file: std::fs::File) -> Result<(PathBuf, u64, String, Vec<u8>), String> {
+    /// Copies one file out, hashing it and scanning all of it for
+    /// canaries on the way. Returns (destination, size, SHA-256, hits).
+    fn write_copy(
+        &self,
+        target: &CopyOutTarget,
+        path: &str,
+        mut file: std::fs::File,
+    ) -> Result<(PathBuf, u64, String, Vec<airlock_canary::Hit>), String> {
         let dest = target.dir.join(path);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
@@ -378,7 +385,8 @@ impl SessionSink<'_> {
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut scan_buf = Vec::new();
+        let mut scan = self.scanner.as_ref().map(|s| s.stream());
+        let mut hits = Vec::new();
         let result = (|| -> Result<(), String> {
             loop {
                 let n = file.read(&mut buf).map_err(|e| format!("reading: {e}"))?;
@@ -390,8 +398,8 @@ impl SessionSink<'_> {
                     return Err(format!("grew past the copy-out cap of {} bytes", target.max));
                 }
                 hasher.update(&buf[..n]);
-                if scan_buf.len() < 16 << 20 {
-                    scan_buf.extend_from_slice(&buf[..n]);
+                if let Some(s) = scan.as_mut() {
+                    hits.extend(s.push(&buf[..n]));
                 }
                 out.write_all(&buf[..n])
                     .map_err(|e| format!("{}: {e}", dest.display()))?;
@@ -407,7 +415,7 @@ impl SessionSink<'_> {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok((dest, total, hex, scan_buf))
+        Ok((dest, total, hex, hits))
     }
 }
 
@@ -449,10 +457,17 @@ impl OutputSink for SessionSink<'_> {
                 path,
                 argv,
                 truncated,
+                exists,
             } => {
-                self.shared.execs.fetch_add(1, Ordering::Relaxed);
+                if exists {
+                    self.shared.execs.fetch_add(1, Ordering::Relaxed);
+                }
                 self.shared.record(
-                    "process.exec",
+                    if exists {
+                        "process.exec"
+                    } else {
+                        "process.exec_attempt"
+                    },
                     json!({"pid": pid, "ppid": ppid, "path": path, "argv": argv,
                            "truncated": truncated}),
                 );
@@ -502,11 +517,8 @@ impl OutputSink for SessionSink<'_> {
             return;
         };
         let record = match self.write_copy(&target, path, file) {
-            Ok((dest, size, sha, bytes)) => {
-                if let Some(s) = &self.scanner {
-                    let hits = s.scan(&bytes);
-                    self.leak(hits, &format!("copy_out:{path}"));
-                }
+            Ok((dest, size, sha, hits)) => {
+                self.leak(hits, &format!("copy_out:{path}"));
                 self.shared.record(
                     "copy_out",
                     json!({"path": path, "dest": dest, "size": size, "sha256": sha}),

@@ -498,17 +498,20 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
             path: PathBuf::new(),
             reason: "files to copy out, but no destination directory".into(),
         })?;
-        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::CopyOut {
-            path: dir.clone(),
-            reason: e.to_string(),
-        })?;
         Some(evidence::CopyOutTarget {
             dir,
             max: spec.copy_out_max,
         })
     };
-    // Everything is checked before the audit log (a side effect) exists.
+    // Everything is checked before the audit log and the copy-out
+    // directory (side effects) exist.
     airlock_jail::check(&spec)?;
+    if let Some(t) = &copy_out {
+        std::fs::create_dir_all(&t.dir).map_err(|e| RuntimeError::CopyOut {
+            path: t.dir.clone(),
+            reason: e.to_string(),
+        })?;
+    }
     let audit = open_audit(req, &sandbox)?;
     spec.exec_watch = audit.is_some();
     let shared = evidence::Shared::new(audit);

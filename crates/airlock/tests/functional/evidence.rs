@@ -893,7 +893,6 @@ fn copy_out_hands_out_regular_files_only_and_never_overwrites() {
 /// and `--fail-on canary` exits 0. An environment canary is used so that
 /// no canary file is opened (which would fire on its own).
 #[test]
-#[ignore = "product bug: copy-out scans only the first 16 MiB of a file for canaries"]
 fn a_canary_deep_in_a_copied_out_file_is_a_leak() {
     for mode in modes() {
         let sb = Sandbox::new(mode);

@@ -193,7 +193,18 @@ fn the_environment_is_an_allowlist() {
             .collect();
         assert_eq!(
             keys,
-            BTreeSet::from(["PATH", "HOME", "LANG", "TERM", "FOO"]),
+            // The AWS variables are the sandbox's own canaries (fresh
+            // values), never the supervisor's.
+            BTreeSet::from([
+                "PATH",
+                "HOME",
+                "LANG",
+                "TERM",
+                "FOO",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION"
+            ]),
             "[{mode}] the environment inside is not exactly the allowlist:\n{}",
             pretty(&env)
         );
