@@ -284,6 +284,9 @@ pub fn jail_spec(req: &RunRequest) -> Result<JailSpec, RuntimeError> {
 pub fn check_profile(profile: &Profile) -> Result<(), RuntimeError> {
     let req = RunRequest::new(profile.clone(), vec!["/bin/true".into()]);
     airlock_jail::check(&jail_spec(&req)?)?;
+    canary_config(profile)
+        .validate()
+        .map_err(|e| RuntimeError::Canary(e.into()))?;
     Ok(())
 }
 
@@ -393,7 +396,14 @@ fn mint_canaries(req: &RunRequest) -> Result<Option<Minted>, RuntimeError> {
     if !c.enabled && c.extra.is_empty() {
         return Ok(None);
     }
-    let config = airlock_canary::CanaryConfig {
+    let set = airlock_canary::mint(&canary_config(&req.profile))?;
+    plan_canaries(req, set).map(Some)
+}
+
+/// The canary crate's config for a profile's `[canaries]`.
+fn canary_config(profile: &Profile) -> airlock_canary::CanaryConfig {
+    let c = &profile.canaries;
+    airlock_canary::CanaryConfig {
         builtin: c.enabled,
         extras: c
             .extra
@@ -407,8 +417,11 @@ fn mint_canaries(req: &RunRequest) -> Result<Option<Minted>, RuntimeError> {
                 template: e.template.clone(),
             })
             .collect(),
-    };
-    let set = airlock_canary::mint(&config)?;
+    }
+}
+
+/// Where each minted file goes inside the sandbox.
+fn plan_canaries(req: &RunRequest, set: airlock_canary::CanarySet) -> Result<Minted, RuntimeError> {
     let home = Path::new(SANDBOX_HOME);
     let ws = req.profile.filesystem.workspace.as_path();
     let mut plant = Vec::new();
@@ -439,12 +452,12 @@ fn mint_canaries(req: &RunRequest) -> Result<Option<Minted>, RuntimeError> {
             watch: !f.canary_ids.is_empty(),
         });
     }
-    Ok(Some(Minted {
+    Ok(Minted {
         set,
         plant,
         watched,
         skipped,
-    }))
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
