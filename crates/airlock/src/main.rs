@@ -20,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a command in a fresh sandbox.
@@ -29,6 +31,9 @@ enum Command {
     Profile(cmd::profile::Command),
     /// Report what this host supports.
     Doctor(cmd::doctor::Args),
+    /// Audit logs: make the signing key, verify a log, show a log.
+    #[command(subcommand)]
+    Audit(cmd::audit::Command),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::main(a),
         Command::Profile(c) => cmd::profile::main(c),
         Command::Doctor(a) => cmd::doctor::main(a),
+        Command::Audit(c) => cmd::audit::main(c),
         Command::Bench(c) => cmd::bench::main(c),
     };
     match result {

@@ -1,6 +1,7 @@
 //! `airlock bench spawn`: start-to-exit latency of `/bin/true` under a
 //! profile, side by side in one run with bubblewrap and a plain fork+exec.
-//! `airlock bench egress` lives in `bench_egress`.
+//! `airlock bench egress` lives in `bench_egress`; `airlock bench audit`
+//! (audit log append and verify throughput) is at the end of this file.
 
 use std::process::{Command as Proc, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ pub(crate) enum Command {
     /// Throughput and per-request latency through the egress gateway,
     /// against the same clients talking to the upstream directly.
     Egress(super::bench_egress::EgressArgs),
+    /// Audit log: events appended per second (hashing included, fsync at
+    /// close) and events verified per second, with per-1000-event batch
+    /// times.
+    Audit(AuditArgs),
 }
 
 /// Options of `bench spawn`.
@@ -126,15 +131,7 @@ fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
         bail!("--runs must be at least 1");
     }
     let profile = super::profile::load(&args.profile)?;
-    let req = RunRequest {
-        profile,
-        argv: vec!["/bin/true".into()],
-        workspace: None,
-        term: None,
-        cgroup_root: None,
-        inherit_stdin: false,
-        forward_signals: false,
-    };
+    let req = RunRequest::new(profile, vec!["/bin/true".into()]);
     let mut results = Vec::new();
 
     // Warm-up: page cache, lazily created cgroup parents.
@@ -214,5 +211,96 @@ pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Spawn(a) => spawn(a),
         Command::Egress(a) => super::bench_egress::egress(a),
+        Command::Audit(a) => audit(a),
     }
+}
+
+/// Options of `bench audit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditArgs {
+    /// Events to append, then verify.
+    #[arg(long, short = 'n', default_value_t = 1_000_000)]
+    events: u64,
+    /// Directory for the temporary log (removed afterwards). Default: $TMPDIR or /tmp.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Targets of the audit log (docs/audit.md).
+const AUDIT_APPEND_TARGET: f64 = 200_000.0;
+const AUDIT_VERIFY_TARGET: f64 = 1_000_000.0;
+
+fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(std::env::temp_dir);
+    // The library's messages carry their cause: no chain to print twice.
+    let r = airlock_audit::bench::run(args.events, &dir)
+        .map_err(|e| anyhow::anyhow!("audit benchmark in {}: {e}", dir.display()))?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    if args.json {
+        let phase = |p: &airlock_audit::bench::Phase, target: f64| {
+            serde_json::json!({
+                "events_per_sec": p.events_per_sec.round(),
+                "total_s": p.total.as_secs_f64(),
+                "batch_events": airlock_audit::bench::BATCH,
+                "batch_p50_ms": ms(p.batch_p50),
+                "batch_p99_ms": ms(p.batch_p99),
+                "batch_max_ms": ms(p.batch_max),
+                "target_events_per_sec": target,
+            })
+        };
+        let doc = serde_json::json!({
+            "benchmark": "audit",
+            "events": r.events,
+            "file_bytes": r.file_bytes,
+            "bytes_per_event": r.file_bytes / r.events.max(1),
+            "verify_threads": r.verify_threads,
+            "append": phase(&r.append, AUDIT_APPEND_TARGET),
+            "verify": phase(&r.verify, AUDIT_VERIFY_TARGET),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "audit: {} events of {} bytes on average ({:.1} MB) in {}",
+            r.events,
+            r.file_bytes / r.events.max(1),
+            r.file_bytes as f64 / 1e6,
+            dir.display()
+        );
+        println!(
+            "{:<28} {:>12} {:>9} {:>13} {:>13} {:>13} {:>12}",
+            "phase", "events/s", "total s", "p50 ms/1000", "p99 ms/1000", "max ms/1000", "target/s"
+        );
+        let verify_name = format!("verify ({} threads)", r.verify_threads);
+        for (name, p, target) in [
+            (
+                "append (hash, write, fsync)",
+                &r.append,
+                AUDIT_APPEND_TARGET,
+            ),
+            (verify_name.as_str(), &r.verify, AUDIT_VERIFY_TARGET),
+        ] {
+            println!(
+                "{:<28} {:>12.0} {:>9.3} {:>13.3} {:>13.3} {:>13.3} {:>12.0}{}",
+                name,
+                p.events_per_sec,
+                p.total.as_secs_f64(),
+                ms(p.batch_p50),
+                ms(p.batch_p99),
+                ms(p.batch_max),
+                target,
+                if p.events_per_sec >= target {
+                    ""
+                } else {
+                    "  (below target)"
+                }
+            );
+        }
+        if cfg!(debug_assertions) {
+            println!("note: a debug build of airlock; build with --release for real figures");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

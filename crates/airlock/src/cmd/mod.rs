@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_egress;
 pub(crate) mod doctor;
