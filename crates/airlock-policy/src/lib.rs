@@ -37,6 +37,7 @@ mod path;
 mod profile;
 mod seccomp;
 mod size;
+mod toolauth;
 mod wire;
 
 pub use denylist::builtin_seccomp;
@@ -54,3 +55,4 @@ pub use profile::{
 };
 pub use seccomp::{ArgCondition, ArgOp, ArgWidth, DenyAction, SeccompPolicy, SeccompRule};
 pub use size::{ByteSize, ParseSizeError};
+pub use toolauth::{ToolDecision, ToolPolicy, ToolPolicyError};
