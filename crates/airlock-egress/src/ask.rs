@@ -84,11 +84,15 @@ struct Grant {
     approver: String,
 }
 
+/// Connections waiting on a request, by name and port: the request id and
+/// every waiter.
+type Waiting = HashMap<(String, u16), (u64, Vec<oneshot::Sender<Decision>>)>;
+
 /// Outstanding requests and live grants of one gateway.
 #[derive(Debug, Default)]
 pub(crate) struct Escalations {
     next: AtomicU64,
-    waiting: Mutex<HashMap<(String, u16), (u64, Vec<oneshot::Sender<Decision>>)>>,
+    waiting: Mutex<Waiting>,
     by_id: Mutex<HashMap<u64, (String, u16)>>,
     grants: Mutex<Vec<Grant>>,
 }

@@ -67,6 +67,15 @@ pub struct CanaryFlow {
     pub blocked: bool,
 }
 
+/// Which flow a hit belongs to, and where in it.
+struct Origin<'a> {
+    seq: u64,
+    proto: FlowProto,
+    name: Option<&'a str>,
+    port: Option<u16>,
+    place: Place,
+}
+
 /// The run's canaries as the gateway sees them.
 #[derive(Debug)]
 pub(crate) struct Canaries {
@@ -87,26 +96,17 @@ pub fn hit_encoding(h: &Hit) -> String {
 }
 
 impl Gateway {
-    fn report_hits(
-        &self,
-        hits: &[Hit],
-        place: Place,
-        seq: u64,
-        proto: FlowProto,
-        name: Option<&str>,
-        port: Option<u16>,
-        blocked: bool,
-    ) {
+    fn report_hits(&self, hits: &[Hit], at: &Origin<'_>, blocked: bool) {
         for h in hits {
             let _ = self.events.send(GatewayEvent::Canary(CanaryFlow {
                 time_ms: now_ms(),
-                seq,
+                seq: at.seq,
                 canary: h.canary_id.clone(),
                 encoding: encoding_name(h),
-                place,
-                proto,
-                name: name.map(str::to_owned),
-                port,
+                place: at.place,
+                proto: at.proto,
+                name: at.name.map(str::to_owned),
+                port: at.port,
                 blocked,
             }));
         }
@@ -120,15 +120,14 @@ impl Gateway {
             return false;
         }
         let r = &flow.record;
-        self.report_hits(
-            &hits,
+        let at = Origin {
+            seq: r.seq,
+            proto: r.proto,
+            name: r.name.as_deref(),
+            port: r.port,
             place,
-            r.seq,
-            r.proto,
-            r.name.as_deref(),
-            r.port,
-            c.block,
-        );
+        };
+        self.report_hits(&hits, &at, c.block);
         if c.block {
             let h = &hits[0];
             flow.decide(
@@ -165,7 +164,14 @@ impl Gateway {
     /// A stream scanner for the bytes of `flow`, when there are canaries.
     pub(crate) fn stream_guard(self: &Arc<Self>, flow: &Flow, place: Place) -> Option<Guard> {
         let r = &flow.record;
-        self.guard_for(r.seq, r.proto, r.name.clone(), r.port, place, Arc::default())
+        self.guard_for(
+            r.seq,
+            r.proto,
+            r.name.clone(),
+            r.port,
+            place,
+            Arc::default(),
+        )
     }
 
     /// A stream scanner for a flow described by its parts, sharing
@@ -239,15 +245,14 @@ impl Guard {
         if !hits.is_empty() {
             let already = self.tripped.lock().map(|t| t.is_some()).unwrap_or(false);
             if !already {
-                self.gw.report_hits(
-                    &hits,
-                    self.place,
-                    self.seq,
-                    self.proto,
-                    self.name.as_deref(),
-                    self.port,
-                    c.block,
-                );
+                let at = Origin {
+                    seq: self.seq,
+                    proto: self.proto,
+                    name: self.name.as_deref(),
+                    port: self.port,
+                    place: self.place,
+                };
+                self.gw.report_hits(&hits, &at, c.block);
             }
             if c.block {
                 let h = &hits[0];

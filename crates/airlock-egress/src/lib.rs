@@ -33,14 +33,14 @@ mod process;
 mod proxy;
 pub mod sni;
 
+pub use ask::{Decision, EscalationAsk, SupervisorMessage};
 pub use flow::{EgressLimit, FlowProto, FlowRecord, GatewayEvent, SinkRecord, Verdict};
 pub use gateway::{Gateway, GatewayConfig, ListenerRole, FAKE_BASE, FAKE_POOL};
-pub use ask::{Decision, EscalationAsk, SupervisorMessage};
 pub use hook::{DenyAll, EscalationHook, EscalationRequest, HookAnswer};
 pub use inspect::{hit_encoding, CanaryFlow, Place};
 pub use process::{
-    gateway_main_if_requested, AnswerHandle, EventObserver, GatewayOutcome, GatewayProcess, ProcessConfig, EGRESS_ARG,
-    GATEWAY_UNPRIVILEGED_ID, PROCESS_NAME,
+    gateway_main_if_requested, AnswerHandle, EventObserver, GatewayOutcome, GatewayProcess,
+    ProcessConfig, EGRESS_ARG, GATEWAY_UNPRIVILEGED_ID, PROCESS_NAME,
 };
 pub use proxy::{request_target, serve_io as serve_proxy_io, REASON_HEADER};
 

@@ -80,7 +80,10 @@ where
                 .is_some_and(|r| !r.is_empty());
             if blocked {
                 // The request carried a canary: the sink records nothing.
-                return text(StatusCode::FORBIDDEN, "airlock egress: canary value refused");
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "airlock egress: canary value refused",
+                );
             }
             let record = SinkRecord {
                 time_ms: now_ms(),

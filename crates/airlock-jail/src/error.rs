@@ -49,7 +49,9 @@ pub enum SpecError {
         mode: u32,
     },
     /// A path that must be relative and normal.
-    #[error("{field}: path {path:?} must be relative to the workspace, without '.' or '..' components")]
+    #[error(
+        "{field}: path {path:?} must be relative to the workspace, without '.' or '..' components"
+    )]
     BadRelPath {
         /// Which field.
         field: &'static str,

@@ -65,9 +65,9 @@ pub(crate) fn install(exec: bool) -> Result<OwnedFd, i32> {
         };
         let mut prog: Vec<libc::sock_filter> = if exec {
             vec![
-                load(4), // seccomp_data.arch
+                load(4),                      // seccomp_data.arch
                 jeq(AUDIT_ARCH_X86_64, 0, 4), // foreign: the main filter kills it
-                load(0), // seccomp_data.nr
+                load(0),                      // seccomp_data.nr
                 jeq(libc::SYS_exit_group as u32, 3, 0),
                 jeq(libc::SYS_execve as u32, 2, 0),
                 jeq(libc::SYS_execveat as u32, 1, 0),
@@ -226,13 +226,11 @@ fn link(path: String) -> Option<String> {
 /// N when `path` is an fd link of the calling process: /proc/self/fd/N,
 /// /proc/thread-self/fd/N, /proc/PID/fd/N or /dev/fd/N.
 fn fd_link(path: &str) -> Option<u32> {
-    let rest = path
-        .strip_prefix("/dev/fd/")
-        .or_else(|| {
-            let p = path.strip_prefix("/proc/")?;
-            let (_who, r) = p.split_once('/')?;
-            r.strip_prefix("fd/")
-        })?;
+    let rest = path.strip_prefix("/dev/fd/").or_else(|| {
+        let p = path.strip_prefix("/proc/")?;
+        let (_who, r) = p.split_once('/')?;
+        r.strip_prefix("fd/")
+    })?;
     rest.parse().ok()
 }
 

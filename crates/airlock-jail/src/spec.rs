@@ -434,7 +434,10 @@ mod tests {
                 }),
             ),
             ("relative", Box::new(|s| s.copy_out[0] = "../x".into())),
-            ("relative", Box::new(|s| s.copy_out[0] = "/etc/shadow".into())),
+            (
+                "relative",
+                Box::new(|s| s.copy_out[0] = "/etc/shadow".into()),
+            ),
             ("mode", Box::new(|s| s.plant[0].mode = 0o4755)),
         ];
         for (want, break_it) in cases {

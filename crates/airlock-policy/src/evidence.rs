@@ -126,9 +126,9 @@ impl TryFrom<WireCanaries> for CanaryPolicy {
             };
             let name_ok = !e.name.is_empty()
                 && e.name.len() <= 32
-                && e.name
-                    .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
+                && e.name.bytes().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-'
+                });
             if !name_ok {
                 return Err(at(
                     "name",

@@ -42,8 +42,8 @@ mod wire;
 
 pub use denylist::builtin_seccomp;
 pub use duration::{HumanDuration, ParseDurationError};
-pub use evidence::{AuditPolicy, CanaryPolicy, ExtraCanary};
 pub use error::{LoadError, OverrideError, ProfileError, RenderError};
+pub use evidence::{AuditPolicy, CanaryPolicy, ExtraCanary};
 pub use network::{
     blocked_range, normalize_name, BlockedAddr, HostPattern, MockKind, MockResponse, MockRoute,
     NameVerdict, NetworkMode, NetworkPolicy, OnDeny, DEFAULT_PORTS, DNS_PORT, PROXY_PORT,

@@ -129,9 +129,13 @@ impl ToolPolicy {
             "path": path,
         });
         let uid = |t: &str, id: &str| {
-            EntityUid::from_str(&format!("{t}::{}", serde_json::Value::String(id.to_owned())))
+            EntityUid::from_str(&format!(
+                "{t}::{}",
+                serde_json::Value::String(id.to_owned())
+            ))
+            .ok()
         };
-        let (Ok(principal), Ok(action), Ok(resource)) = (
+        let (Some(principal), Some(action), Some(resource)) = (
             uid("Agent", "agent"),
             uid("Action", tool),
             uid("Tool", tool),
@@ -158,11 +162,7 @@ impl ToolPolicy {
                     .unwrap_or_else(|| id.to_string())
             })
             .collect();
-        let errors: Vec<String> = resp
-            .diagnostics()
-            .errors()
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = resp.diagnostics().errors().map(|e| e.to_string()).collect();
         match resp.decision() {
             Decision::Allow => ToolDecision {
                 allowed: true,
@@ -200,17 +200,35 @@ mod tests {
     #[test]
     fn argument_constraints_decide() {
         let p = ToolPolicy::parse(POLICY).unwrap();
-        assert!(p.authorize("send_email", &json!({"to": "bob@example.com"})).allowed);
+        assert!(
+            p.authorize("send_email", &json!({"to": "bob@example.com"}))
+                .allowed
+        );
         let d = p.authorize("send_email", &json!({"to": "Eve <eve@evil.test>"}));
         assert!(!d.allowed);
         assert!(d.reason.contains("mail-domain"), "{d:?}");
-        assert!(p.authorize("write_file", &json!({"path": "./notes//a.md", "content": "x"})).allowed);
+        assert!(
+            p.authorize(
+                "write_file",
+                &json!({"path": "./notes//a.md", "content": "x"})
+            )
+            .allowed
+        );
         assert!(!p.authorize("write_file", &json!({"path": "etc/x"})).allowed);
         let up = p.authorize("write_file", &json!({"path": "notes/../../x"}));
         assert!(!up.allowed && up.reason.contains(".."), "{up:?}");
-        assert!(p.authorize("http_request", &json!({"url": "http://WEB.mock:80/a"})).allowed);
-        assert!(!p.authorize("http_request", &json!({"url": "http://user@evil.test/"})).allowed);
-        assert!(p.authorize("shell", &json!({"command": "ls", "n": 1.5})).allowed);
+        assert!(
+            p.authorize("http_request", &json!({"url": "http://WEB.mock:80/a"}))
+                .allowed
+        );
+        assert!(
+            !p.authorize("http_request", &json!({"url": "http://user@evil.test/"}))
+                .allowed
+        );
+        assert!(
+            p.authorize("shell", &json!({"command": "ls", "n": 1.5}))
+                .allowed
+        );
     }
 
     #[test]
@@ -219,7 +237,10 @@ mod tests {
             .unwrap();
         assert!(p.authorize("read_file", &json!({"path": "a"})).allowed);
         let d = p.authorize("shell", &json!({"command": "rm -rf /"}));
-        assert!(!d.allowed && d.reason.contains("no policy permits shell"), "{d:?}");
+        assert!(
+            !d.allowed && d.reason.contains("no policy permits shell"),
+            "{d:?}"
+        );
         let e = ToolPolicy::parse("permit(principal, action").unwrap_err();
         assert!(e.to_string().starts_with("tool policy:"), "{e}");
         assert!(ToolPolicy::permit_all().authorize("x", &json!({})).allowed);

@@ -395,7 +395,10 @@ impl SessionSink<'_> {
                 }
                 total += n as u64;
                 if total > target.max {
-                    return Err(format!("grew past the copy-out cap of {} bytes", target.max));
+                    return Err(format!(
+                        "grew past the copy-out cap of {} bytes",
+                        target.max
+                    ));
                 }
                 hasher.update(&buf[..n]);
                 if let Some(s) = scan.as_mut() {
@@ -494,10 +497,8 @@ impl OutputSink for SessionSink<'_> {
                 }
             }
             JailEvent::FileOpensDropped { path, count } => {
-                self.shared.record(
-                    "canary.touched",
-                    json!({"path": path, "more_opens": count}),
-                );
+                self.shared
+                    .record("canary.touched", json!({"path": path, "more_opens": count}));
                 if let Some(t) = self
                     .shared
                     .evidence()
@@ -549,10 +550,8 @@ impl OutputSink for SessionSink<'_> {
     }
 
     fn copy_out_refused(&mut self, path: &str, reason: &str) {
-        self.shared.record(
-            "copy_out.refused",
-            json!({"path": path, "reason": reason}),
-        );
+        self.shared
+            .record("copy_out.refused", json!({"path": path, "reason": reason}));
         self.shared.evidence().copy_out.push(CopyOutRecord {
             path: path.to_owned(),
             dest: None,

@@ -20,13 +20,13 @@ use serde_json::json;
 mod approve;
 mod evidence;
 
+pub use airlock_egress::{CanaryFlow, Decision, EscalationAsk};
+use airlock_policy::{NetworkMode, NetworkPolicy, Profile, Requirement, DNS_PORT, PROXY_PORT};
 pub use approve::{ApprovalRequest, Approver, CommandApprover};
 pub use evidence::{
     AuditSummary, CanaryLeak, CanaryReport, CanaryTouch, CopyOutRecord, EscalationRecord,
     EvidenceReport, PlantedCanary,
 };
-pub use airlock_egress::{CanaryFlow, Decision, EscalationAsk};
-use airlock_policy::{NetworkMode, NetworkPolicy, Profile, Requirement, DNS_PORT, PROXY_PORT};
 use serde::Serialize;
 
 pub use airlock_egress::{FlowProto, Verdict};
@@ -594,7 +594,10 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         answers,
         out_scan: scanner.as_ref().map(|s| (s.stream(), s.stream())),
         scanner,
-        watched: minted.as_ref().map(|m| m.watched.clone()).unwrap_or_default(),
+        watched: minted
+            .as_ref()
+            .map(|m| m.watched.clone())
+            .unwrap_or_default(),
         copy_out,
     };
     let result = airlock_jail::run(&spec, &opts, &mut session);
@@ -639,7 +642,8 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
             "{f}; the sandbox was stopped (the log never has a silent gap)"
         )));
     }
-    let mut evidence = std::mem::take(&mut *shared.evidence.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut evidence =
+        std::mem::take(&mut *shared.evidence.lock().unwrap_or_else(|p| p.into_inner()));
     evidence.audit = summary;
     if spec.exec_watch {
         evidence.execs = Some(shared.execs());

@@ -130,7 +130,10 @@ impl airlock_runtime::Approver for TerminalApprover {
         );
         let _ = tty.flush();
         let fd = std::os::fd::AsFd::as_fd(&tty);
-        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
         let ts = rustix::time::Timespec {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: 0,

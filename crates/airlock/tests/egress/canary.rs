@@ -109,7 +109,15 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
             "{}",
             run.describe()
         );
-        for k in ["line_raw", "line_hex", "header_b64", "body_url", "body_hex", "body_split_b64", "connect_name"] {
+        for k in [
+            "line_raw",
+            "line_hex",
+            "header_b64",
+            "body_url",
+            "body_hex",
+            "body_split_b64",
+            "connect_name",
+        ] {
             assert_eq!(value_of(&run, k), "403", "[{mode}] {k}\n{}", run.describe());
         }
         let cap = value_of(&run, "capture_raw");
@@ -118,7 +126,11 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
             "[{mode}] capture_raw got through: {cap}\n{}",
             run.describe()
         );
-        assert!(value_of(&run, "sni").starts_with("error"), "{}", run.describe());
+        assert!(
+            value_of(&run, "sni").starts_with("error"),
+            "{}",
+            run.describe()
+        );
         assert_eq!(value_of(&run, "dns_b32"), "gaierror");
         assert_eq!(value_of(&run, "dns_hex"), "gaierror");
 
@@ -174,9 +186,15 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
             .and_then(|r| r.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(usize::MAX);
-        assert!(len < 70_000, "the canary's bytes reached the upstream: {line}");
+        assert!(
+            len < 70_000,
+            "the canary's bytes reached the upstream: {line}"
+        );
     }
-    assert!(log.contains("/hello"), "the control requests never arrived:\n{log}");
+    assert!(
+        log.contains("/hello"),
+        "the control requests never arrived:\n{log}"
+    );
 }
 
 /// An approver that grants two seconds, and records that it was asked.
@@ -240,20 +258,31 @@ fn an_escalation_grant_is_scoped_and_expires_mid_run() {
         // the approver grants it, which the audit shows as a second request).
         let after = value_of(&run, "after");
         let report = run.json();
-        let esc = report["escalations"].as_array().unwrap_or_else(|| panic!("{}", run.describe()));
+        let esc = report["escalations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", run.describe()));
         let for_8080: Vec<_> = esc.iter().filter(|e| e["port"] == 8080).collect();
         // The grant expired after 2 s; the request after it asked again.
         assert_eq!(for_8080.len(), 2, "{esc:#?}");
         assert!(for_8080[0]["expired"] == true, "{esc:#?}");
         assert_eq!(for_8080[0]["approver"], "test-approver");
-        assert_eq!(after, "200 rc=0", "a new grant was given: {}", run.describe());
+        assert_eq!(
+            after,
+            "200 rc=0",
+            "a new grant was given: {}",
+            run.describe()
+        );
         let asked_doc: serde_json::Value =
             serde_json::from_str(std::fs::read_to_string(&asked).unwrap().trim()).unwrap();
         assert_eq!(asked_doc["name"], "api.test");
         assert!(asked_doc["port"] == 8080 || asked_doc["port"] == 8082);
         // The audit log holds the request, grant and expiry, and verifies.
         let text = std::fs::read_to_string(&audit).unwrap();
-        for kind in ["escalation.request", "escalation.grant", "escalation.expired"] {
+        for kind in [
+            "escalation.request",
+            "escalation.grant",
+            "escalation.expired",
+        ] {
             assert!(
                 text.contains(&format!("\"kind\":\"{kind}\"")),
                 "[{mode}] no {kind} in the audit log:\n{text}"

@@ -10,8 +10,8 @@
 mod common;
 
 mod attacks;
-mod canary;
 mod behaviour;
+mod canary;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
