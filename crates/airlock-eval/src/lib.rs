@@ -7,6 +7,9 @@
 //! mutations), the agent protocol ([`protocol`]) and adapters, the tools
 //! offered to agents, the harness, metrics, reports and gates.
 
+pub mod check;
 pub mod model;
+pub mod mutate;
 pub mod outcome;
 pub mod protocol;
+pub mod suite;
