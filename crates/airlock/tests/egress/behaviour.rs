@@ -303,6 +303,9 @@ while time.time() < deadline:
     time.sleep(0.05)
 else:
     print("STILL_OPEN", flush=True)
+# The kernel releases a killed process's sockets one by one as it exits
+# (in no fixed order); give the teardown a moment before probing each.
+time.sleep(0.3)
 try:
     socket.create_connection((ip, 8080), timeout=5)
     print("capture=open")

@@ -212,6 +212,8 @@ fn an_escalation_grant_is_scoped_and_expires_mid_run() {
         let asked = sb.outside().join("asked.json");
         let audit = sb.outside().join(format!("audit-{mode}.jsonl"));
         let key = sb.outside().join("key");
+        // The rootless user writes its key and audit log here.
+        sb.chown(sb.outside());
         let kg = sb.airlock(&["audit", "keygen", "--out", key.to_str().unwrap()]);
         assert_eq!(kg.code(), Some(0), "{}", kg.describe());
         sb.chown(&key);
@@ -221,7 +223,6 @@ fn an_escalation_grant_is_scoped_and_expires_mid_run() {
                 + &format!("\n[audit]\nkey = \"{}\"\n", key.display()),
         )
         .unwrap();
-        sb.chown(sb.outside());
         let ws = sb.workspace().to_str().unwrap().to_owned();
         let code = "code() { curl -sS -m 10 -o /dev/null -w '%{http_code}' \"$@\" 2>/dev/null; echo \" rc=$?\"; }";
         let script = format!(
