@@ -7,6 +7,7 @@
 //! mutations), the agent protocol ([`protocol`]) and adapters, the tools
 //! offered to agents, the harness, metrics, reports and gates.
 
+pub mod agents;
 pub mod check;
 pub mod model;
 pub mod mutate;
