@@ -9,8 +9,13 @@
 
 pub mod agents;
 pub mod check;
+pub mod gate;
+pub mod metrics;
 pub mod model;
 pub mod mutate;
 pub mod outcome;
 pub mod protocol;
+pub mod tools;
+pub mod report;
+pub mod runner;
 pub mod suite;

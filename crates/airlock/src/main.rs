@@ -31,6 +31,8 @@ enum Command {
     Profile(cmd::profile::Command),
     /// Report what this host supports.
     Doctor(cmd::doctor::Args),
+    /// Run an agent against evaluation suites inside sandboxes.
+    Eval(Box<cmd::eval::Args>),
     /// Audit logs: make the signing key, verify a log, show a log.
     #[command(subcommand)]
     Audit(cmd::audit::Command),
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Profile(c) => cmd::profile::main(c),
         Command::Doctor(a) => cmd::doctor::main(a),
         Command::Audit(c) => cmd::audit::main(c),
+        Command::Eval(a) => cmd::eval::main(*a),
         Command::Bench(c) => cmd::bench::main(c),
     };
     match result {

@@ -4,5 +4,6 @@ pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_egress;
 pub(crate) mod doctor;
+pub(crate) mod eval;
 pub(crate) mod profile;
 pub(crate) mod run;

@@ -1,0 +1,363 @@
+//! The harness: runs each scenario (and each `--repeat`) with a fresh
+//! agent and a fresh workspace, every tool call in its own sandbox, and
+//! scores it. Scenarios run on `concurrency` worker threads. Each finished
+//! result is appended to `progress.jsonl` in the output directory at
+//! once, so an interrupted run keeps what it finished and `--resume`
+//! continues it. The stop flag (Ctrl-C) stops running sandboxes within a
+//! quarter second; an interrupted scenario is not recorded.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use airlock_policy::{Profile, ToolPolicy};
+
+use crate::agents::AgentSpec;
+use crate::metrics::{score, ScenarioResult};
+use crate::model::{Scenario, Step};
+use crate::outcome::Outcome;
+use crate::protocol::{Action, Message, Script};
+use crate::tools::Toolbox;
+
+/// Owner given to scenario workspaces when airlock runs as root: the
+/// sandbox runs as the workspace's owner, and never as host root.
+pub const ROOT_WORKSPACE_UID: u32 = 2_000_200_000;
+
+/// Errors that stop the whole evaluation (a scenario's own failures are
+/// results).
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The output directory is unusable.
+    #[error("output directory {path}: {reason}")]
+    Output {
+        /// The directory or file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// `--resume` found a progress file it cannot read.
+    #[error("resume: {path}:{line}: {reason}")]
+    Resume {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The agent.
+    pub agent: AgentSpec,
+    /// Scenarios run at once.
+    pub concurrency: usize,
+    /// Runs of each scenario.
+    pub repeat: u32,
+    /// Output directory (results, audit logs, progress).
+    pub out: PathBuf,
+    /// Base sandbox profile of every tool call.
+    pub profile: Profile,
+    /// A cgroup hierarchy to use instead of the detected one.
+    pub cgroup_root: Option<PathBuf>,
+}
+
+/// Told about every scenario as it starts and ends (a progress bar).
+pub trait Progress: Sync {
+    /// A scenario started.
+    fn started(&self, id: &str);
+    /// A scenario finished.
+    fn finished(&self, result: &ScenarioResult);
+}
+
+/// A progress sink that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn started(&self, _: &str) {}
+    fn finished(&self, _: &ScenarioResult) {}
+}
+
+/// The progress file in an output directory.
+pub const PROGRESS_FILE: &str = "progress.jsonl";
+
+/// Results already in `out`'s progress file (for `--resume`).
+pub fn finished_results(out: &Path) -> Result<Vec<ScenarioResult>, EvalError> {
+    let path = out.join(PROGRESS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(EvalError::Output {
+                path,
+                reason: e.to_string(),
+            })
+        }
+    };
+    let mut v = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<ScenarioResult>(line) {
+            Ok(r) => v.push(r),
+            // A line cut by a crash mid-write: the last one only.
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => {
+                return Err(EvalError::Resume {
+                    path,
+                    line: i + 1,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn chown_tree(p: &Path, uid: u32) {
+    let _ = std::os::unix::fs::lchown(p, Some(uid), Some(uid));
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                chown_tree(&path, uid);
+            } else {
+                let _ = std::os::unix::fs::lchown(&path, Some(uid), Some(uid));
+            }
+        }
+    }
+}
+
+/// Runs every scenario `repeat` times (skipping runs already in
+/// `done`), calling `progress`, and returns the new results. Stops early
+/// when `stop` is set.
+pub fn run(
+    scenarios: &[Scenario],
+    opts: &EvalOptions,
+    done: &[ScenarioResult],
+    stop: &AtomicBool,
+    progress: &dyn Progress,
+) -> Result<Vec<ScenarioResult>, EvalError> {
+    let out_err = |path: &Path, e: std::io::Error| EvalError::Output {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(opts.out.join("work")).map_err(|e| out_err(&opts.out, e))?;
+    std::fs::create_dir_all(opts.out.join("audit")).map_err(|e| out_err(&opts.out, e))?;
+    let progress_path = opts.out.join(PROGRESS_FILE);
+    let progress_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&progress_path)
+        .map_err(|e| out_err(&progress_path, e))?;
+    let progress_file = Mutex::new(progress_file);
+    let done: BTreeSet<(String, u32)> = done.iter().map(|r| (r.id.clone(), r.run)).collect();
+    let jobs: Vec<(usize, u32)> = (0..opts.repeat.max(1))
+        .flat_map(|k| (0..scenarios.len()).map(move |i| (i, k)))
+        .filter(|(i, k)| !done.contains(&(scenarios[*i].id.clone(), *k)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    let write_error: Mutex<Option<EvalError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..opts.concurrency.max(1).min(jobs.len().max(1)) {
+            s.spawn(|| loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let j = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&(i, k)) = jobs.get(j) else { return };
+                let sc = &scenarios[i];
+                progress.started(&sc.id);
+                let Some(result) = run_one(sc, k, opts, stop) else {
+                    return; // interrupted: not recorded
+                };
+                let line = serde_json::to_string(&result).unwrap_or_default();
+                let written = {
+                    let mut f = progress_file.lock().unwrap_or_else(|p| p.into_inner());
+                    writeln!(f, "{line}").and_then(|_| f.flush())
+                };
+                if let Err(e) = written {
+                    write_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(out_err(&progress_path, e));
+                    stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+                progress.finished(&result);
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(result);
+            });
+        }
+    });
+    if let Some(e) = write_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir(opts.out.join("work"));
+    Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// One run of one scenario; `None` when it was interrupted.
+fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Option<ScenarioResult> {
+    let started = Instant::now();
+    let tag = if opts.repeat > 1 {
+        format!("{}#{k}", sanitize(&sc.id))
+    } else {
+        sanitize(&sc.id)
+    };
+    let work = opts.out.join("work").join(&tag);
+    let audit_dir = opts.out.join("audit").join(&tag);
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&audit_dir);
+    let mut outcome = Outcome {
+        workspace: work.clone(),
+        ..Outcome::default()
+    };
+    let env = crate::suite::injected_environment(sc);
+    let setup = (|| -> Result<Toolbox<'_>, String> {
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        std::fs::create_dir_all(&audit_dir)
+            .map_err(|e| format!("{}: {e}", audit_dir.display()))?;
+        crate::tools::seed_workspace(&work, &env)?;
+        if rustix::process::geteuid().is_root() {
+            chown_tree(&work, ROOT_WORKSPACE_UID);
+        }
+        let policy = match &sc.tool_policy {
+            Some(text) => ToolPolicy::parse(text).map_err(|e| e.to_string())?,
+            None => ToolPolicy::permit_all(),
+        };
+        Ok(Toolbox {
+            scenario: sc,
+            policy,
+            profile: crate::tools::profile(&opts.profile, &env)?,
+            workspace: work.clone(),
+            audit_dir: audit_dir.clone(),
+            calls: 0,
+            stop,
+            cgroup_root: opts.cgroup_root.clone(),
+        })
+    })();
+    let mut audits: Vec<PathBuf> = Vec::new();
+    match setup {
+        Err(e) => outcome.agent_error = Some(format!("scenario set-up failed: {e}")),
+        Ok(mut toolbox) => {
+            let script = Script {
+                reference: sc.reference.clone(),
+                attacker: sc
+                    .injection
+                    .as_ref()
+                    .map(|i| i.attacker_steps.clone())
+                    .unwrap_or_default(),
+                injection_marker: sc.injection.as_ref().map(|i| i.marker.clone()),
+            };
+            match opts.agent.instantiate(&script) {
+                Err(e) => outcome.agent_error = Some(e.to_string()),
+                Ok(mut agent) => {
+                    let specs = crate::tools::specs(&sc.tools);
+                    let mut conv = vec![
+                        Message::System {
+                            content: sc.system_prompt.clone(),
+                        },
+                        Message::User {
+                            content: sc.user_task.clone(),
+                        },
+                    ];
+                    let mut finished = false;
+                    while outcome.turns < sc.max_turns {
+                        if stop.load(Ordering::SeqCst) {
+                            return None;
+                        }
+                        outcome.turns += 1;
+                        let turn = match agent.next(&conv, &specs) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                outcome.agent_error = Some(e.to_string());
+                                finished = true;
+                                break;
+                            }
+                        };
+                        outcome.usage += turn.usage;
+                        match turn.action {
+                            Action::Final { answer } => {
+                                outcome.answer = answer;
+                                finished = true;
+                                break;
+                            }
+                            Action::ToolCalls { calls, content } => {
+                                conv.push(Message::Assistant {
+                                    content,
+                                    tool_calls: calls.clone(),
+                                });
+                                for c in calls {
+                                    let r = toolbox.call(&c.name, &c.arguments);
+                                    if stop.load(Ordering::SeqCst) {
+                                        return None;
+                                    }
+                                    conv.push(Message::Tool {
+                                        call_id: c.id.clone(),
+                                        name: c.name.clone(),
+                                        content: r.record.result.clone(),
+                                        is_error: r.record.decision != "allow" || r.record.failed,
+                                    });
+                                    outcome.sink.extend(r.sink);
+                                    audits.extend(r.audit);
+                                    outcome.tools.push(r.record);
+                                }
+                            }
+                        }
+                    }
+                    if !finished {
+                        outcome.agent_error =
+                            Some(format!("no final answer within {} turns", sc.max_turns));
+                    }
+                }
+            }
+        }
+    }
+    for a in &audits {
+        match airlock_audit::read_events(a) {
+            Ok(evs) => outcome
+                .audit
+                .extend(evs.into_iter().filter_map(|e| serde_json::to_value(e).ok())),
+            Err(e) => tracing::warn!(path = %a.display(), error = %e, "unreadable audit log"),
+        }
+    }
+    let result = score(sc, &outcome, started.elapsed());
+    let mut result = result;
+    result.run = k;
+    // The workspace is the scenario's sandbox state: destroyed with it.
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = Duration::ZERO;
+    Some(result)
+}
+
+/// The steps of a script, for docs and tests: how many tool calls.
+pub fn calls_in(steps: &[Step]) -> usize {
+    steps
+        .iter()
+        .filter(|s| matches!(s, Step::Call { .. }))
+        .count()
+}

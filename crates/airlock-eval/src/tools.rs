@@ -1,0 +1,464 @@
+//! The tools offered to agents, each run in a fresh sandbox of the
+//! scenario: the scenario's workspace (a host directory kept for the
+//! scenario's length) is bound at /workspace, and the network is an
+//! allowlist whose only names are the scenario's mocks (`web.mock`,
+//! `search.mock`, `inbox.mock`, the `mail.mock` outbox sink and the
+//! `attacker.mock` sink) and its `allow_hosts`.
+//!
+//! Every call is authorized first by the scenario's Cedar tool policy
+//! (`airlock_policy::ToolPolicy`); a denial, a bad argument or a failing
+//! sandbox is returned to the agent as a tool error and recorded.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_policy::{Profile, ToolPolicy};
+use airlock_runtime::{Collect, RunRequest};
+use serde_json::{json, Value};
+
+use crate::model::{Environment, Scenario, ToolName};
+use crate::outcome::{SinkRequest, ToolRecord};
+use crate::protocol::ToolSpec;
+
+/// Longest tool result given back to the agent.
+pub const MAX_RESULT: usize = 16 * 1024;
+/// Wall-clock limit of one tool call's sandbox.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The tools' descriptions and argument schemas, for the agent.
+pub fn specs(tools: &[ToolName]) -> Vec<ToolSpec> {
+    tools.iter().map(|t| spec(*t)).collect()
+}
+
+fn obj(props: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
+}
+
+fn spec(t: ToolName) -> ToolSpec {
+    let s = |d: &str| json!({"type": "string", "description": d});
+    let (description, parameters) = match t {
+        ToolName::Shell => (
+            "Run a shell command (sh -c) in the workspace; returns its output and exit status.",
+            obj(json!({"command": s("the command line")}), &["command"]),
+        ),
+        ToolName::ReadFile => (
+            "Read a file (a path relative to the workspace, or absolute).",
+            obj(json!({"path": s("the file")}), &["path"]),
+        ),
+        ToolName::WriteFile => (
+            "Write a file in the workspace (created or replaced).",
+            obj(
+                json!({"path": s("the file"), "content": s("the new contents")}),
+                &["path", "content"],
+            ),
+        ),
+        ToolName::ListDir => (
+            "List a directory (default: the workspace).",
+            obj(json!({"path": s("the directory")}), &[]),
+        ),
+        ToolName::HttpRequest => (
+            "Make an HTTP request; returns the status line, headers and body.",
+            obj(
+                json!({"url": s("the URL"), "method": s("GET (default), POST, ..."), "body": s("request body")}),
+                &["url"],
+            ),
+        ),
+        ToolName::SendEmail => (
+            "Send an email.",
+            obj(
+                json!({"to": s("recipient address"), "subject": s("subject"), "body": s("body")}),
+                &["to", "subject", "body"],
+            ),
+        ),
+        ToolName::SearchWeb => (
+            "Search the web; returns titles, URLs and snippets.",
+            obj(json!({"query": s("what to search for")}), &["query"]),
+        ),
+        ToolName::ReadInbox => ("Read the user's inbox.", obj(json!({}), &[])),
+    };
+    ToolSpec {
+        name: t.as_str().to_owned(),
+        description: description.to_owned(),
+        parameters,
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    // A TOML basic string: JSON string escaping is a valid subset.
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The scenario's sandbox profile: the base profile with a network of the
+/// scenario's mocks and allowed hosts.
+pub fn profile(base: &Profile, env: &Environment) -> Result<Profile, String> {
+    let mut t = String::new();
+    t.push_str("[network]\nmode = \"allowlist\"\nallow = [");
+    let allow: Vec<String> = env.allow_hosts.iter().map(|h| toml_str(h)).collect();
+    t.push_str(&allow.join(", "));
+    t.push_str("]\n");
+    let mut web_routes = String::new();
+    for (path, html) in &env.web {
+        let path = if path.starts_with('/') {
+            path.clone()
+        } else {
+            format!("/{path}")
+        };
+        web_routes.push_str(&format!(
+            "[[network.mock.routes]]\npath = {}\nbody = {}\nheaders = {{ \"content-type\" = \"text/html; charset=utf-8\" }}\n",
+            toml_str(&path),
+            toml_str(html)
+        ));
+    }
+    // An index page, so the mock always has a route.
+    let index: String = env
+        .web
+        .keys()
+        .map(|p| format!("<li><a href=\"/{0}\">{0}</a></li>", p.trim_start_matches('/')))
+        .collect();
+    if !env.web.contains_key("/") && !env.web.contains_key("") {
+        web_routes.push_str(&format!(
+            "[[network.mock.routes]]\npath = \"/\"\nbody = {}\nheaders = {{ \"content-type\" = \"text/html; charset=utf-8\" }}\n",
+            toml_str(&format!("<html><body><ul>{index}</ul></body></html>"))
+        ));
+    }
+    t.push_str("[[network.mock]]\nhost = \"web.mock\"\nkind = \"static\"\n");
+    t.push_str(&web_routes);
+    let search = serde_json::to_string(&env.search).unwrap_or_else(|_| "[]".into());
+    t.push_str(&format!(
+        "[[network.mock]]\nhost = \"search.mock\"\nkind = \"static\"\n[[network.mock.routes]]\npath = \"/search\"\nbody = {}\nheaders = {{ \"content-type\" = \"application/json\" }}\n",
+        toml_str(&search)
+    ));
+    let inbox = serde_json::to_string(&env.inbox).unwrap_or_else(|_| "[]".into());
+    t.push_str(&format!(
+        "[[network.mock]]\nhost = \"inbox.mock\"\nkind = \"static\"\n[[network.mock.routes]]\npath = \"/inbox\"\nbody = {}\nheaders = {{ \"content-type\" = \"application/json\" }}\n",
+        toml_str(&inbox)
+    ));
+    t.push_str("[[network.mock]]\nhost = \"mail.mock\"\nkind = \"sink\"\nstatus = 200\nbody = \"{\\\"sent\\\": true}\"\n");
+    t.push_str("[[network.mock]]\nhost = \"attacker.mock\"\nkind = \"sink\"\nstatus = 200\nbody = \"{\\\"ok\\\": true}\"\n");
+    t.push_str(&format!(
+        "[canaries]\nenabled = {}\n",
+        if env.canaries { "true" } else { "false" }
+    ));
+    let overlay = Profile::from_toml(&t, "scenario network").map_err(|e| e.to_string())?;
+    let mut p = base.clone();
+    p.network = overlay.network;
+    p.canaries = overlay.canaries;
+    p.limits.timeout = TOOL_TIMEOUT;
+    // Tool calls are short: no need for the base profile's big caps.
+    p.limits.output = airlock_policy::ByteSize::mib(1);
+    Ok(p)
+}
+
+/// Writes the scenario's files into its workspace (paths validated: relative,
+/// no `..`).
+pub fn seed_workspace(dir: &Path, env: &Environment) -> Result<(), String> {
+    for (rel, contents) in &env.files {
+        let p = Path::new(rel);
+        if p.is_absolute()
+            || p.components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!("workspace file {rel:?}: not a plain relative path"));
+        }
+        let dest = dir.join(p);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&dest, contents).map_err(|e| format!("{}: {e}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// What running one tool left: the record, and what the sandbox observed.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// The record (decision, result).
+    pub record: ToolRecord,
+    /// Requests the sinks recorded during the call.
+    pub sink: Vec<SinkRequest>,
+    /// The call's audit log, if it ran.
+    pub audit: Option<PathBuf>,
+}
+
+/// Runs sandboxes for one scenario.
+#[derive(Debug)]
+pub struct Toolbox<'a> {
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// Its policy.
+    pub policy: ToolPolicy,
+    /// Its sandbox profile.
+    pub profile: Profile,
+    /// Its workspace on the host.
+    pub workspace: PathBuf,
+    /// Where each call's audit log goes.
+    pub audit_dir: PathBuf,
+    /// Calls made so far.
+    pub calls: u32,
+    /// Stops a running sandbox when set (Ctrl-C).
+    pub stop: &'a std::sync::atomic::AtomicBool,
+    /// A cgroup hierarchy to use instead of the detected one.
+    pub cgroup_root: Option<PathBuf>,
+}
+
+struct StopSink<'a> {
+    inner: Collect,
+    stop: &'a std::sync::atomic::AtomicBool,
+}
+
+impl airlock_runtime::OutputSink for StopSink<'_> {
+    fn stdout(&mut self, d: &[u8]) {
+        self.inner.stdout(d)
+    }
+    fn stderr(&mut self, d: &[u8]) {
+        self.inner.stderr(d)
+    }
+    fn should_abort(&mut self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn arg<'v>(args: &'v Value, k: &str) -> Result<&'v str, String> {
+    match args.get(k) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("argument {k:?} must be a string")),
+        None => Err(format!("missing argument {k:?}")),
+    }
+}
+
+fn opt<'v>(args: &'v Value, k: &str) -> &'v str {
+    args.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn cut(mut s: String) -> String {
+    if s.len() > MAX_RESULT {
+        let mut end = MAX_RESULT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("\n[... output cut at 16 KiB]");
+    }
+    s
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The sandboxed command for a call.
+fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
+    use base64_lite::encode;
+    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Ok(match tool {
+        ToolName::Shell => v(&["sh", "-c", arg(args, "command")?]),
+        ToolName::ReadFile => v(&["cat", "--", arg(args, "path")?]),
+        ToolName::WriteFile => {
+            let content = arg(args, "content")?;
+            v(&[
+                "sh",
+                "-c",
+                "printf %s \"$1\" | base64 -d > \"$2\" && echo \"wrote $(wc -c < \"$2\") bytes to $2\"",
+                "write_file",
+                &encode(content.as_bytes()),
+                arg(args, "path")?,
+            ])
+        }
+        ToolName::ListDir => {
+            let p = opt(args, "path");
+            v(&["ls", "-la", "--", if p.is_empty() { "." } else { p }])
+        }
+        ToolName::HttpRequest => {
+            let method = match opt(args, "method") {
+                "" => "GET".to_owned(),
+                m => m.to_ascii_uppercase(),
+            };
+            let mut c = v(&["curl", "-sS", "-i", "-m", "20", "-X", &method]);
+            let body = opt(args, "body");
+            if !body.is_empty() {
+                c.extend(v(&["--data-binary", body]));
+            }
+            c.push("--".into());
+            c.push(arg(args, "url")?.to_owned());
+            c
+        }
+        ToolName::SendEmail => {
+            let doc = json!({"to": arg(args, "to")?, "subject": arg(args, "subject")?, "body": arg(args, "body")?});
+            v(&[
+                "curl",
+                "-sS",
+                "-m",
+                "20",
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                &doc.to_string(),
+                "http://mail.mock/send",
+            ])
+        }
+        ToolName::SearchWeb => v(&[
+            "curl",
+            "-sS",
+            "-m",
+            "20",
+            &format!("http://search.mock/search?q={}", percent(arg(args, "query")?)),
+        ]),
+        ToolName::ReadInbox => v(&["curl", "-sS", "-m", "20", "http://inbox.mock/inbox"]),
+    })
+}
+
+/// A minimal standard base64 encoder (the sandbox decodes with base64 -d).
+mod base64_lite {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    pub(super) fn encode(b: &[u8]) -> String {
+        let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            out.push(A[(n >> 18) as usize & 63] as char);
+            out.push(A[(n >> 12) as usize & 63] as char);
+            out.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
+            out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+        }
+        out
+    }
+}
+
+impl Toolbox<'_> {
+    /// Authorizes and runs one call; never fails (errors are results).
+    pub fn call(&mut self, name: &str, args: &Value) -> ToolRun {
+        let denied = |tool: ToolName, reason: String| ToolRun {
+            record: ToolRecord {
+                tool,
+                arguments: args.clone(),
+                decision: "deny".into(),
+                result: format!("error: {reason}"),
+                reason,
+                failed: false,
+            },
+            sink: Vec::new(),
+            audit: None,
+        };
+        let Some(tool) = ToolName::ALL.iter().copied().find(|t| t.as_str() == name) else {
+            // Recorded under the closest thing to a name we have.
+            return denied(ToolName::Shell, format!("unknown tool {name:?}"));
+        };
+        if !self.scenario.tools.contains(&tool) {
+            return denied(tool, format!("tool {name} is not offered in this scenario"));
+        }
+        if !args.is_object() {
+            return denied(tool, "arguments must be a JSON object".into());
+        }
+        let decision = self.policy.authorize(name, args);
+        if !decision.allowed {
+            return denied(tool, format!("denied by the tool policy: {}", decision.reason));
+        }
+        let argv = match command(tool, args) {
+            Ok(a) => a,
+            Err(e) => return denied(tool, e),
+        };
+        self.calls += 1;
+        let audit = self.audit_dir.join(format!("call-{:03}.jsonl", self.calls));
+        let mut req = RunRequest::new(self.profile.clone(), argv);
+        req.workspace = Some(self.workspace.clone());
+        req.audit = Some(audit.clone());
+        req.cgroup_root = self.cgroup_root.clone();
+        let mut sink = StopSink {
+            inner: Collect::default(),
+            stop: self.stop,
+        };
+        let (result, failed, sink_reqs) = match airlock_runtime::run(&req, &mut sink) {
+            Ok(rep) => {
+                let mut text = String::from_utf8_lossy(&sink.inner.stdout).into_owned();
+                let err = String::from_utf8_lossy(&sink.inner.stderr);
+                if !err.is_empty() {
+                    text.push_str(&err);
+                }
+                let failed = rep.run.exit_code != 0;
+                if failed {
+                    text.push_str(&format!("\n[exit status {}]", rep.run.exit_code));
+                }
+                let sinks = rep
+                    .network
+                    .map(|n| {
+                        n.sink
+                            .into_iter()
+                            .map(|s| SinkRequest {
+                                host: s.host,
+                                method: s.method,
+                                path: s.path,
+                                body: s.body,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (text, failed, sinks)
+            }
+            Err(e) => (format!("error: the sandbox failed: {e}"), true, Vec::new()),
+        };
+        let mut result = result;
+        if let Some(inj) = &self.scenario.injection {
+            if inj.carrier == (crate::model::Carrier::ToolResult { tool }) {
+                result.push_str("\n\n");
+                result.push_str(&inj.text);
+            }
+        }
+        ToolRun {
+            record: ToolRecord {
+                tool,
+                arguments: args.clone(),
+                decision: "allow".into(),
+                reason: decision.reason,
+                result: cut(result),
+                failed,
+            },
+            sink: sink_reqs,
+            audit: audit.exists().then_some(audit),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+            assert_eq!(base64_lite::encode(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn the_scenario_profile_has_the_mocks() {
+        let env = Environment {
+            web: [("news".to_owned(), "<p>hi</p>".to_owned())].into(),
+            allow_hosts: vec!["pypi.org".into()],
+            canaries: true,
+            ..Environment::default()
+        };
+        let p = profile(&Profile::builtin("default").unwrap(), &env).unwrap();
+        let hosts: Vec<String> = p.network.mocks.iter().map(|m| m.host.to_string()).collect();
+        for h in ["web.mock", "search.mock", "inbox.mock", "mail.mock", "attacker.mock"] {
+            assert!(hosts.iter().any(|x| x.starts_with(h)), "{hosts:?}");
+        }
+        assert_eq!(p.network.allow.len(), 1);
+        assert!(p.canaries.enabled);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_before_any_sandbox() {
+        assert!(command(ToolName::Shell, &json!({})).is_err());
+        assert!(command(ToolName::ReadFile, &json!({"path": 3})).is_err());
+        let c = command(ToolName::SearchWeb, &json!({"query": "a b&c"})).unwrap();
+        assert!(c.last().unwrap().ends_with("q=a%20b%26c"), "{c:?}");
+    }
+}
