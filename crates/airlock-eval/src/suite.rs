@@ -1359,9 +1359,15 @@ fn build(ctx: &Ctx<'_>, w: WireSuite, seed: u64) -> Res<Vec<Scenario>> {
         if max_turns == 0 {
             return Err(ctx.err(&here.key("max_turns"), "must be at least 1"));
         }
-        if let Some(p) = &s.tool_policy {
-            non_empty(ctx, p, &here.key("tool_policy"))?;
-        }
+        let policy = match &s.tool_policy {
+            Some(p) => {
+                non_empty(ctx, p, &here.key("tool_policy"))?;
+                let parsed = airlock_policy::ToolPolicy::parse(p)
+                    .map_err(|e| ctx.err(&here.key("tool_policy"), e.to_string()))?;
+                Some(parsed)
+            }
+            None => None,
+        };
         let environment = environment(ctx, &s.environment, &here.key("environment"), d)?;
         validate_check(ctx, &s.utility.0, &here.key("utility"))?;
         if s.reference.is_empty() {
@@ -1371,6 +1377,21 @@ fn build(ctx: &Ctx<'_>, w: WireSuite, seed: u64) -> Res<Vec<Scenario>> {
             ));
         }
         let reference = steps(ctx, &s.reference, &here.key("reference"), Some(&offered))?;
+        if let Some(policy) = &policy {
+            // The reference must run as written: a benign solution that the
+            // policy refuses would count as a block in attack scenarios.
+            for (j, step) in reference.iter().enumerate() {
+                if let Step::Call { tool, args } = step {
+                    let d = policy.authorize(tool.as_str(), args);
+                    if !d.allowed {
+                        return Err(ctx.err(
+                            &here.key("reference").index(j),
+                            format!("the tool policy refuses this step: {}", d.reason),
+                        ));
+                    }
+                }
+            }
+        }
         let mut svars = vars.clone();
         for (k, v) in &s.vars {
             if !valid_var(k) {
@@ -1919,6 +1940,34 @@ scenarios:
             )),
             "suites/t.yaml:36:17: scenarios[1].injection.carrier.tool_result: tool \"shell\" is \
              not offered, so its results never reach the agent"
+        );
+    }
+
+    #[test]
+    fn error_tool_policy() {
+        let policy = |text: &str| {
+            broken(
+                "  - name: s1\n",
+                &format!("  - name: s1\n    tool_policy: |\n      {text}\n"),
+            )
+        };
+        let ok = policy("permit(principal, action, resource);");
+        assert_eq!(
+            load(&ok).unwrap()[0].tool_policy.as_deref(),
+            Some("permit(principal, action, resource);\n")
+        );
+        let e = err(&policy("permit(principal, action resource);"));
+        assert!(
+            e.starts_with("suites/t.yaml:20:5: scenarios[0].tool_policy: tool policy: "),
+            "{e}"
+        );
+        let e = err(&policy(
+            "permit(principal, action, resource) when { context.path == \"other.txt\" };",
+        ));
+        assert_eq!(
+            e,
+            "suites/t.yaml:25:7: scenarios[0].reference[0]: the tool policy refuses this step: \
+             no policy permits write_file"
         );
     }
 
