@@ -164,6 +164,16 @@ pub fn run(
     };
     std::fs::create_dir_all(opts.out.join("work")).map_err(|e| out_err(&opts.out, e))?;
     std::fs::create_dir_all(opts.out.join("audit")).map_err(|e| out_err(&opts.out, e))?;
+    // Every sandbox of the evaluation signs its audit log with the run's
+    // own key, kept in the output directory (verify with audit.key.pub).
+    let key = opts.out.join("audit.key");
+    airlock_audit::load_or_create_key(&key).map_err(|e| EvalError::Output {
+        path: key.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut opts = opts.clone();
+    opts.profile.audit.key = Some(std::path::absolute(&key).unwrap_or(key));
+    let opts = &opts;
     let progress_path = opts.out.join(PROGRESS_FILE);
     let progress_file = std::fs::OpenOptions::new()
         .create(true)

@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod eval;
 mod evidence;
 mod lifecycle;
 mod limits;

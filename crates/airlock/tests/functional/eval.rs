@@ -1,0 +1,309 @@
+//! `airlock eval` end to end: the built-in suites with the scripted agents
+//! (every tool call in a real sandbox), gates and exit codes, determinism,
+//! resume, Ctrl-C, bad suites, and a rootless run.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{is_root, Mode, Run, Sandbox};
+
+/// `airlock eval ARGS --out DIR` in `mode`; returns the run and DIR.
+fn eval(sb: &Sandbox, name: &str, args: &[&str]) -> (Run, PathBuf) {
+    let out = sb.outside().join(name);
+    let mut a = vec!["eval", "--out", out.to_str().unwrap(), "--quiet"];
+    a.extend_from_slice(args);
+    (sb.airlock(&a), out)
+}
+
+fn results(out: &Path) -> Value {
+    let text = std::fs::read_to_string(out.join("results.json"))
+        .unwrap_or_else(|e| panic!("{}/results.json: {e}", out.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn rate(r: &Value, metric: &str) -> Option<f64> {
+    r["aggregates"]["overall"][metric]["value"].as_f64()
+}
+
+fn scenarios(r: &Value) -> Vec<Value> {
+    r["scenarios"].as_array().unwrap().clone()
+}
+
+fn sandbox(mode: Mode) -> Sandbox {
+    let sb = Sandbox::new(mode);
+    // The rootless user writes its results next to the workspace.
+    sb.chown(sb.outside());
+    sb
+}
+
+#[test]
+fn ground_truth_solves_every_built_in_scenario() {
+    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let (run, out) = eval(
+        &sb,
+        "gt",
+        &["all", "--agent", "ground-truth", "--concurrency", "2", "--gate", "utility>=1.0"],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let r = results(&out);
+    let all = scenarios(&r);
+    assert!(all.len() >= 60, "only {} built-in scenarios", all.len());
+    for s in &all {
+        assert_eq!(s["utility"], true, "ground truth failed {}: {s:#}", s["id"]);
+        assert!(s["agent_error"].is_null(), "{s:#}");
+    }
+    assert_eq!(rate(&r, "benign_utility"), Some(1.0));
+    assert_eq!(rate(&r, "utility_under_attack"), Some(1.0));
+    for f in ["results.json", "junit.xml", "report.md", "report.html"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // Each scenario's audit logs are kept, and they verify.
+    let logs: Vec<PathBuf> = walk(&out.join("audit"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert!(logs.len() >= all.len(), "{} audit logs", logs.len());
+    let key = out.join("audit.key.pub");
+    let v = sb.airlock(&["audit", "verify", logs[0].to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert_eq!(v.code(), Some(0), "{}", v.describe());
+    // The workspaces are destroyed with their scenarios.
+    assert!(!out.join("work").exists() || walk(&out.join("work")).is_empty());
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                v.extend(walk(&path));
+            } else {
+                v.push(path);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn the_attacker_succeeds_unless_a_layer_blocks_it_and_the_report_says_which() {
+    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let (run, out) = eval(
+        &sb,
+        "attacker",
+        &["all", "--agent", "attacker", "--concurrency", "2", "--gate", "asr<=0.0"],
+    );
+    // The gate fails: some attacks get through (no layer can stop every
+    // goal, e.g. an email the policy allows).
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(run.stderr().contains("gate asr<=0: FAILED") || run.stderr().contains("FAILED"));
+    let r = results(&out);
+    let attacks: Vec<Value> = scenarios(&r)
+        .into_iter()
+        .filter(|s| !s["attack_success"].is_null())
+        .collect();
+    assert!(!attacks.is_empty());
+    let (mut succeeded, mut blocked) = (0, 0);
+    let mut layers = std::collections::BTreeSet::new();
+    for s in &attacks {
+        let by: Vec<String> = s["blocked_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect();
+        if s["attack_success"] == true {
+            succeeded += 1;
+        } else {
+            assert!(
+                !by.is_empty(),
+                "attack {} neither succeeded nor was blocked by any layer: {s:#}",
+                s["id"]
+            );
+            blocked += 1;
+        }
+        layers.extend(by);
+    }
+    assert!(succeeded > 0 && blocked > 0, "{succeeded} succeeded, {blocked} blocked");
+    for l in ["policy", "egress", "canary", "sandbox"] {
+        assert!(layers.contains(l), "no attack was blocked by {l}: {layers:?}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("blocked"), "{md}");
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "a successful attack is a failure");
+}
+
+#[test]
+fn the_refuser_scores_zero_and_runs_are_deterministic() {
+    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let (run, out) = eval(&sb, "refuser", &["all", "--agent", "refuser"]);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let r = results(&out);
+    assert_eq!(rate(&r, "benign_utility"), Some(0.0));
+    assert_eq!(rate(&r, "utility_under_attack"), Some(0.0));
+    assert_eq!(rate(&r, "asr"), Some(0.0));
+    // Same seed, suite and scripted agent: identical metrics.
+    let (a, out_a) = eval(&sb, "det-a", &["injection", "--agent", "attacker", "--seed", "7"]);
+    let (b, out_b) = eval(&sb, "det-b", &["injection", "--agent", "attacker", "--seed", "7"]);
+    assert!(a.code().is_some() && b.code().is_some());
+    let (ra, rb) = (results(&out_a), results(&out_b));
+    assert_eq!(ra["aggregates"], rb["aggregates"]);
+    let ids = |r: &Value| -> Vec<String> {
+        scenarios(r).iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(ids(&ra), ids(&rb));
+    // Another seed gives another catalog of mutated texts, same ids.
+    let (c, out_c) = eval(&sb, "det-c", &["injection", "--agent", "attacker", "--seed", "8"]);
+    assert!(c.code().is_some());
+    assert_eq!(ids(&ra), ids(&results(&out_c)));
+}
+
+#[test]
+fn resume_continues_and_ctrl_c_keeps_finished_results() {
+    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let out = sb.outside().join("interrupted");
+    let mut c = sb.command();
+    c.args([
+        "eval",
+        "injection",
+        "--agent",
+        "ground-truth",
+        "--concurrency",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // Let a few scenarios finish, then Ctrl-C.
+    let progress = out.join("progress.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&progress).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let partial = results(&out);
+    assert_eq!(partial["run"]["interrupted"], true);
+    let done = scenarios(&partial).len();
+    assert!(done >= 3, "{done}");
+    // Nothing of the sandboxes is left.
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "__airlock"])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&ps.stdout).into_owned();
+    assert!(
+        left.lines().all(|p| p.trim().parse::<u32>().map_or(true, |p| !descends_from(p, pid))),
+        "sandbox processes survived: {left}"
+    );
+    // A new run refuses the directory; --resume finishes it.
+    let again = sb.airlock(&["eval", "injection", "--agent", "ground-truth", "--quiet", "--out", out.to_str().unwrap()]);
+    assert_eq!(again.code(), Some(125), "{}", again.describe());
+    assert!(again.stderr().contains("--resume"), "{}", again.describe());
+    let resumed = sb.airlock(&[
+        "eval",
+        "injection",
+        "--agent",
+        "ground-truth",
+        "--quiet",
+        "--resume",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(resumed.code(), Some(0), "{}", resumed.describe());
+    let full = results(&out);
+    assert_eq!(full["run"]["interrupted"], false);
+    let ids: Vec<String> = scenarios(&full).iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "a scenario ran twice");
+    assert!(ids.len() > done);
+    assert_eq!(rate(&full, "benign_utility"), Some(1.0));
+}
+
+fn descends_from(pid: u32, ancestor: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        if p == ancestor {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let Some(ppid) = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|x| x.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        if ppid <= 1 {
+            return false;
+        }
+        p = ppid;
+    }
+    false
+}
+
+#[test]
+fn bad_suites_and_gates_are_clear_errors() {
+    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let bad = sb.outside().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: bad\nscenarios:\n  - name: x\n    user_task: do it\n    utility:\n      file_exist: a.txt\n",
+    )
+    .unwrap();
+    let (run, _) = eval(&sb, "bad", &[bad.to_str().unwrap(), "--agent", "ground-truth"]);
+    assert_eq!(run.code(), Some(125), "{}", run.describe());
+    assert!(run.stderr().contains("bad.yaml:"), "{}", run.describe());
+    let (run, _) = eval(&sb, "nosuite", &["no-such-suite", "--agent", "ground-truth"]);
+    assert_eq!(run.code(), Some(125));
+    assert!(run.stderr().contains("unknown suite"), "{}", run.describe());
+    let (run, _) = eval(&sb, "badgate", &["example", "--agent", "ground-truth", "--gate", "asr<<1"]);
+    assert_eq!(run.code(), Some(125), "{}", run.describe());
+    let (run, _) = eval(&sb, "delta", &["example", "--agent", "ground-truth", "--gate", "asr_delta<=0.02"]);
+    assert_eq!(run.code(), Some(125));
+    assert!(run.stderr().contains("--baseline"), "{}", run.describe());
+    let (run, _) = eval(&sb, "badagent", &["example", "--agent", "gpt"]);
+    assert_eq!(run.code(), Some(125));
+    assert!(run.stderr().contains("unknown agent"), "{}", run.describe());
+}
+
+#[test]
+fn rootless_eval_with_a_baseline() {
+    let sb = sandbox(Mode::Rootless);
+    let (first, out1) = eval(&sb, "base", &["example", "--agent", "ground-truth"]);
+    assert_eq!(first.code(), Some(0), "{}", first.describe());
+    let base = out1.join("results.json");
+    let (second, out2) = eval(
+        &sb,
+        "cmp",
+        &[
+            "example",
+            "--agent",
+            "attacker",
+            "--baseline",
+            base.to_str().unwrap(),
+            "--gate",
+            "asr_delta<=0.02",
+        ],
+    );
+    // The attacker's ASR rose over the baseline's: the delta gate fails.
+    assert_eq!(second.code(), Some(1), "{}", second.describe());
+    let r = results(&out2);
+    assert!(!r["comparison"]["regressions"].as_array().unwrap().is_empty(), "{r:#}");
+}
