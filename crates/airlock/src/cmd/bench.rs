@@ -21,6 +21,24 @@ pub(crate) enum Command {
     /// close) and events verified per second, with per-1000-event batch
     /// times.
     Audit(AuditArgs),
+    /// Harness overhead of `airlock eval` with the ground-truth agent: per
+    /// scenario (concurrency 1) and the whole built-in catalog
+    /// (concurrency 2).
+    Eval(EvalBenchArgs),
+}
+
+/// Options of `bench eval`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvalBenchArgs {
+    /// Suites (built-in names or files).
+    #[arg(default_value = "all")]
+    suites: Vec<String>,
+    /// Concurrency of the whole-catalog pass.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `bench spawn`.
@@ -212,6 +230,7 @@ pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Spawn(a) => spawn(a),
         Command::Egress(a) => super::bench_egress::egress(a),
         Command::Audit(a) => audit(a),
+        Command::Eval(a) => eval_bench(a),
     }
 }
 
@@ -303,4 +322,106 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn eval_bench(args: EvalBenchArgs) -> anyhow::Result<ExitCode> {
+    use airlock_eval::runner::{self, EvalOptions, NoProgress};
+    let mut scenarios = Vec::new();
+    for s in &args.suites {
+        let names: Vec<String> = if s == "all" {
+            airlock_eval::suite::builtin_names()
+                .iter()
+                .filter(|n| **n != "example")
+                .map(|n| n.to_string())
+                .collect()
+        } else {
+            vec![s.clone()]
+        };
+        for n in names {
+            scenarios.extend(if airlock_eval::suite::builtin_names().contains(&n.as_str()) {
+                airlock_eval::suite::builtin(&n, 0)?
+            } else {
+                airlock_eval::suite::load_file(std::path::Path::new(&n), 0)?
+            });
+        }
+    }
+    if scenarios.is_empty() {
+        anyhow::bail!("no scenarios");
+    }
+    let tmp = tempfile::Builder::new().prefix("airlock-bench-eval-").tempdir()?;
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut pass = |name: &str, concurrency: usize| -> anyhow::Result<(Duration, Vec<ScenarioTiming>)> {
+        let opts = EvalOptions {
+            agent: "ground-truth".parse()?,
+            concurrency,
+            repeat: 1,
+            out: tmp.path().join(name),
+            profile: airlock_policy::Profile::builtin("default")?,
+            cgroup_root: None,
+        };
+        let t0 = Instant::now();
+        let results = runner::run(&scenarios, &opts, &[], &stop, &NoProgress)?;
+        let wall = t0.elapsed();
+        if let Some(bad) = results.iter().find(|r| !r.utility) {
+            anyhow::bail!("ground truth failed {} (the benchmark needs a working catalog)", bad.id);
+        }
+        Ok((
+            wall,
+            results
+                .iter()
+                .map(|r| ScenarioTiming {
+                    wall: Duration::from_millis(r.wall_ms),
+                    calls: r.tool_calls,
+                })
+                .collect(),
+        ))
+    };
+    let (_, serial) = pass("serial", 1)?;
+    let (total, _) = pass("parallel", args.concurrency)?;
+    let per_scenario = stats("per scenario (concurrency 1)", serial.iter().map(|t| t.wall).collect());
+    let per_call = stats(
+        "per tool call (concurrency 1)",
+        serial
+            .iter()
+            .filter(|t| t.calls > 0)
+            .map(|t| t.wall / t.calls)
+            .collect(),
+    );
+    let doc = serde_json::json!({
+        "scenarios": scenarios.len(),
+        "tool_calls": serial.iter().map(|t| u64::from(t.calls)).sum::<u64>(),
+        "per_scenario": per_scenario,
+        "per_tool_call": per_call,
+        "whole_catalog_secs": total.as_secs_f64(),
+        "concurrency": args.concurrency,
+        "debug_build": cfg!(debug_assertions),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "airlock eval harness, ground-truth agent, {} scenarios, {} tool calls (each a fresh sandbox){}",
+            scenarios.len(),
+            doc["tool_calls"],
+            if cfg!(debug_assertions) { " [debug build: use --release for figures]" } else { "" }
+        );
+        for s in [&per_scenario, &per_call] {
+            println!(
+                "  {:<32} p50 {:>8.2} ms  p99 {:>8.2} ms  mean {:>8.2} ms  max {:>8.2} ms",
+                s.name, s.p50_ms, s.p99_ms, s.mean_ms, s.max_ms
+            );
+        }
+        println!(
+            "  whole catalog at concurrency {}: {:.1} s",
+            args.concurrency,
+            total.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct ScenarioTiming {
+    wall: Duration,
+    calls: u32,
 }
