@@ -15,7 +15,7 @@ pub mod model;
 pub mod mutate;
 pub mod outcome;
 pub mod protocol;
-pub mod tools;
 pub mod report;
 pub mod runner;
 pub mod suite;
+pub mod tools;

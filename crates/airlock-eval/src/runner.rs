@@ -249,8 +249,7 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
     let env = crate::suite::injected_environment(sc);
     let setup = (|| -> Result<Toolbox<'_>, String> {
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-        std::fs::create_dir_all(&audit_dir)
-            .map_err(|e| format!("{}: {e}", audit_dir.display()))?;
+        std::fs::create_dir_all(&audit_dir).map_err(|e| format!("{}: {e}", audit_dir.display()))?;
         crate::tools::seed_workspace(&work, &env)?;
         if rustix::process::geteuid().is_root() {
             chown_tree(&work, ROOT_WORKSPACE_UID);

@@ -113,7 +113,12 @@ pub fn profile(base: &Profile, env: &Environment) -> Result<Profile, String> {
     let index: String = env
         .web
         .keys()
-        .map(|p| format!("<li><a href=\"/{0}\">{0}</a></li>", p.trim_start_matches('/')))
+        .map(|p| {
+            format!(
+                "<li><a href=\"/{0}\">{0}</a></li>",
+                p.trim_start_matches('/')
+            )
+        })
         .collect();
     if !env.web.contains_key("/") && !env.web.contains_key("") {
         web_routes.push_str(&format!(
@@ -308,7 +313,10 @@ fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
             "-sS",
             "-m",
             "20",
-            &format!("http://search.mock/search?q={}", percent(arg(args, "query")?)),
+            &format!(
+                "http://search.mock/search?q={}",
+                percent(arg(args, "query")?)
+            ),
         ]),
         ToolName::ReadInbox => v(&["curl", "-sS", "-m", "20", "http://inbox.mock/inbox"]),
     })
@@ -325,8 +333,16 @@ mod base64_lite {
                 | u32::from(*c.get(2).unwrap_or(&0));
             out.push(A[(n >> 18) as usize & 63] as char);
             out.push(A[(n >> 12) as usize & 63] as char);
-            out.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
-            out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+            out.push(if c.len() > 1 {
+                A[(n >> 6) as usize & 63] as char
+            } else {
+                '='
+            });
+            out.push(if c.len() > 2 {
+                A[n as usize & 63] as char
+            } else {
+                '='
+            });
         }
         out
     }
@@ -359,7 +375,10 @@ impl Toolbox<'_> {
         }
         let decision = self.policy.authorize(name, args);
         if !decision.allowed {
-            return denied(tool, format!("denied by the tool policy: {}", decision.reason));
+            return denied(
+                tool,
+                format!("denied by the tool policy: {}", decision.reason),
+            );
         }
         let argv = match command(tool, args) {
             Ok(a) => a,
@@ -432,7 +451,13 @@ mod tests {
 
     #[test]
     fn base64_matches_the_standard() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ] {
             assert_eq!(base64_lite::encode(i.as_bytes()), o);
         }
     }
@@ -447,7 +472,13 @@ mod tests {
         };
         let p = profile(&Profile::builtin("default").unwrap(), &env).unwrap();
         let hosts: Vec<String> = p.network.mocks.iter().map(|m| m.host.to_string()).collect();
-        for h in ["web.mock", "search.mock", "inbox.mock", "mail.mock", "attacker.mock"] {
+        for h in [
+            "web.mock",
+            "search.mock",
+            "inbox.mock",
+            "mail.mock",
+            "attacker.mock",
+        ] {
             assert!(hosts.iter().any(|x| x.starts_with(h)), "{hosts:?}");
         }
         assert_eq!(p.network.allow.len(), 1);

@@ -338,48 +338,62 @@ fn eval_bench(args: EvalBenchArgs) -> anyhow::Result<ExitCode> {
             vec![s.clone()]
         };
         for n in names {
-            scenarios.extend(if airlock_eval::suite::builtin_names().contains(&n.as_str()) {
-                airlock_eval::suite::builtin(&n, 0)?
-            } else {
-                airlock_eval::suite::load_file(std::path::Path::new(&n), 0)?
-            });
+            scenarios.extend(
+                if airlock_eval::suite::builtin_names().contains(&n.as_str()) {
+                    airlock_eval::suite::builtin(&n, 0)?
+                } else {
+                    airlock_eval::suite::load_file(std::path::Path::new(&n), 0)?
+                },
+            );
         }
     }
     if scenarios.is_empty() {
         anyhow::bail!("no scenarios");
     }
-    let tmp = tempfile::Builder::new().prefix("airlock-bench-eval-").tempdir()?;
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("airlock-bench-eval-")
+        .tempdir()?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut pass = |name: &str, concurrency: usize| -> anyhow::Result<(Duration, Vec<ScenarioTiming>)> {
-        let opts = EvalOptions {
-            agent: "ground-truth".parse()?,
-            concurrency,
-            repeat: 1,
-            out: tmp.path().join(name),
-            profile: airlock_policy::Profile::builtin("default")?,
-            cgroup_root: None,
+    let mut pass =
+        |name: &str, concurrency: usize| -> anyhow::Result<(Duration, Vec<ScenarioTiming>)> {
+            let opts = EvalOptions {
+                agent: "ground-truth".parse()?,
+                concurrency,
+                repeat: 1,
+                out: tmp.path().join(name),
+                profile: airlock_policy::Profile::builtin("default")?,
+                cgroup_root: None,
+            };
+            let t0 = Instant::now();
+            let results = runner::run(&scenarios, &opts, &[], &stop, &NoProgress)?;
+            let wall = t0.elapsed();
+            if let Some(bad) = results.iter().find(|r| !r.utility) {
+                anyhow::bail!(
+                    "ground truth failed {} (the benchmark needs a working catalog)",
+                    bad.id
+                );
+            }
+            Ok((
+                wall,
+                results
+                    .iter()
+                    .map(|r| ScenarioTiming {
+                        wall: Duration::from_millis(r.wall_ms),
+                        calls: r.tool_calls,
+                    })
+                    .collect(),
+            ))
         };
-        let t0 = Instant::now();
-        let results = runner::run(&scenarios, &opts, &[], &stop, &NoProgress)?;
-        let wall = t0.elapsed();
-        if let Some(bad) = results.iter().find(|r| !r.utility) {
-            anyhow::bail!("ground truth failed {} (the benchmark needs a working catalog)", bad.id);
-        }
-        Ok((
-            wall,
-            results
-                .iter()
-                .map(|r| ScenarioTiming {
-                    wall: Duration::from_millis(r.wall_ms),
-                    calls: r.tool_calls,
-                })
-                .collect(),
-        ))
-    };
     let (_, serial) = pass("serial", 1)?;
     let (total, _) = pass("parallel", args.concurrency)?;
-    let per_scenario = stats("per scenario (concurrency 1)", serial.iter().map(|t| t.wall).collect());
+    let per_scenario = stats(
+        "per scenario (concurrency 1)",
+        serial.iter().map(|t| t.wall).collect(),
+    );
     let per_call = stats(
         "per tool call (concurrency 1)",
         serial

@@ -87,10 +87,8 @@ impl Progress for Bar {
         if bad {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
-        self.bar.set_prefix(format!(
-            "{} failed",
-            self.failed.load(Ordering::Relaxed)
-        ));
+        self.bar
+            .set_prefix(format!("{} failed", self.failed.load(Ordering::Relaxed)));
         self.bar.inc(1);
     }
 }
@@ -126,7 +124,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         .map(|g| g.parse().with_context(|| format!("--gate {g:?}")))
         .collect::<anyhow::Result<_>>()?;
     let baseline = match &args.baseline {
-        Some(p) => Some(report::read_results(p).with_context(|| format!("--baseline {}", p.display()))?),
+        Some(p) => {
+            Some(report::read_results(p).with_context(|| format!("--baseline {}", p.display()))?)
+        }
         None => None,
     };
     if baseline.is_none() {
@@ -139,7 +139,12 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut names = Vec::new();
     for s in &args.suites {
         if s == "all" {
-            names.extend(airlock_eval::suite::builtin_names().iter().filter(|n| **n != "example").map(|n| n.to_string()));
+            names.extend(
+                airlock_eval::suite::builtin_names()
+                    .iter()
+                    .filter(|n| **n != "example")
+                    .map(|n| n.to_string()),
+            );
         } else {
             names.push(s.clone());
         }

@@ -41,11 +41,23 @@ fn sandbox(mode: Mode) -> Sandbox {
 
 #[test]
 fn ground_truth_solves_every_built_in_scenario() {
-    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let sb = sandbox(if is_root() {
+        Mode::Root
+    } else {
+        Mode::Rootless
+    });
     let (run, out) = eval(
         &sb,
         "gt",
-        &["all", "--agent", "ground-truth", "--concurrency", "2", "--gate", "utility>=1.0"],
+        &[
+            "all",
+            "--agent",
+            "ground-truth",
+            "--concurrency",
+            "2",
+            "--gate",
+            "utility>=1.0",
+        ],
     );
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     let r = results(&out);
@@ -67,7 +79,13 @@ fn ground_truth_solves_every_built_in_scenario() {
         .collect();
     assert!(logs.len() >= all.len(), "{} audit logs", logs.len());
     let key = out.join("audit.key.pub");
-    let v = sb.airlock(&["audit", "verify", logs[0].to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    let v = sb.airlock(&[
+        "audit",
+        "verify",
+        logs[0].to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(v.code(), Some(0), "{}", v.describe());
     // The workspaces are destroyed with their scenarios.
     assert!(!out.join("work").exists() || walk(&out.join("work")).is_empty());
@@ -90,11 +108,23 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn the_attacker_succeeds_unless_a_layer_blocks_it_and_the_report_says_which() {
-    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let sb = sandbox(if is_root() {
+        Mode::Root
+    } else {
+        Mode::Rootless
+    });
     let (run, out) = eval(
         &sb,
         "attacker",
-        &["all", "--agent", "attacker", "--concurrency", "2", "--gate", "asr<=0.0"],
+        &[
+            "all",
+            "--agent",
+            "attacker",
+            "--concurrency",
+            "2",
+            "--gate",
+            "asr<=0.0",
+        ],
     );
     // The gate fails: some attacks get through (no layer can stop every
     // goal, e.g. an email the policy allows).
@@ -127,19 +157,32 @@ fn the_attacker_succeeds_unless_a_layer_blocks_it_and_the_report_says_which() {
         }
         layers.extend(by);
     }
-    assert!(succeeded > 0 && blocked > 0, "{succeeded} succeeded, {blocked} blocked");
+    assert!(
+        succeeded > 0 && blocked > 0,
+        "{succeeded} succeeded, {blocked} blocked"
+    );
     for l in ["policy", "egress", "canary", "sandbox"] {
-        assert!(layers.contains(l), "no attack was blocked by {l}: {layers:?}");
+        assert!(
+            layers.contains(l),
+            "no attack was blocked by {l}: {layers:?}"
+        );
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("blocked"), "{md}");
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    assert!(junit.contains("<failure"), "a successful attack is a failure");
+    assert!(
+        junit.contains("<failure"),
+        "a successful attack is a failure"
+    );
 }
 
 #[test]
 fn the_refuser_scores_zero_and_runs_are_deterministic() {
-    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let sb = sandbox(if is_root() {
+        Mode::Root
+    } else {
+        Mode::Rootless
+    });
     let (run, out) = eval(&sb, "refuser", &["all", "--agent", "refuser"]);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     let r = results(&out);
@@ -147,24 +190,43 @@ fn the_refuser_scores_zero_and_runs_are_deterministic() {
     assert_eq!(rate(&r, "utility_under_attack"), Some(0.0));
     assert_eq!(rate(&r, "asr"), Some(0.0));
     // Same seed, suite and scripted agent: identical metrics.
-    let (a, out_a) = eval(&sb, "det-a", &["injection", "--agent", "attacker", "--seed", "7"]);
-    let (b, out_b) = eval(&sb, "det-b", &["injection", "--agent", "attacker", "--seed", "7"]);
+    let (a, out_a) = eval(
+        &sb,
+        "det-a",
+        &["injection", "--agent", "attacker", "--seed", "7"],
+    );
+    let (b, out_b) = eval(
+        &sb,
+        "det-b",
+        &["injection", "--agent", "attacker", "--seed", "7"],
+    );
     assert!(a.code().is_some() && b.code().is_some());
     let (ra, rb) = (results(&out_a), results(&out_b));
     assert_eq!(ra["aggregates"], rb["aggregates"]);
     let ids = |r: &Value| -> Vec<String> {
-        scenarios(r).iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+        scenarios(r)
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(ids(&ra), ids(&rb));
     // Another seed gives another catalog of mutated texts, same ids.
-    let (c, out_c) = eval(&sb, "det-c", &["injection", "--agent", "attacker", "--seed", "8"]);
+    let (c, out_c) = eval(
+        &sb,
+        "det-c",
+        &["injection", "--agent", "attacker", "--seed", "8"],
+    );
     assert!(c.code().is_some());
     assert_eq!(ids(&ra), ids(&results(&out_c)));
 }
 
 #[test]
 fn resume_continues_and_ctrl_c_keeps_finished_results() {
-    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let sb = sandbox(if is_root() {
+        Mode::Root
+    } else {
+        Mode::Rootless
+    });
     let out = sb.outside().join("interrupted");
     let mut c = sb.command();
     c.args([
@@ -209,11 +271,22 @@ fn resume_continues_and_ctrl_c_keeps_finished_results() {
         .unwrap();
     let left = String::from_utf8_lossy(&ps.stdout).into_owned();
     assert!(
-        left.lines().all(|p| p.trim().parse::<u32>().map_or(true, |p| !descends_from(p, pid))),
+        left.lines().all(|p| p
+            .trim()
+            .parse::<u32>()
+            .map_or(true, |p| !descends_from(p, pid))),
         "sandbox processes survived: {left}"
     );
     // A new run refuses the directory; --resume finishes it.
-    let again = sb.airlock(&["eval", "injection", "--agent", "ground-truth", "--quiet", "--out", out.to_str().unwrap()]);
+    let again = sb.airlock(&[
+        "eval",
+        "injection",
+        "--agent",
+        "ground-truth",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(again.code(), Some(125), "{}", again.describe());
     assert!(again.stderr().contains("--resume"), "{}", again.describe());
     let resumed = sb.airlock(&[
@@ -228,7 +301,10 @@ fn resume_continues_and_ctrl_c_keeps_finished_results() {
     assert_eq!(resumed.code(), Some(0), "{}", resumed.describe());
     let full = results(&out);
     assert_eq!(full["run"]["interrupted"], false);
-    let ids: Vec<String> = scenarios(&full).iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = scenarios(&full)
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
     let mut unique = ids.clone();
     unique.dedup();
     assert_eq!(ids, unique, "a scenario ran twice");
@@ -260,22 +336,48 @@ fn descends_from(pid: u32, ancestor: u32) -> bool {
 
 #[test]
 fn bad_suites_and_gates_are_clear_errors() {
-    let sb = sandbox(if is_root() { Mode::Root } else { Mode::Rootless });
+    let sb = sandbox(if is_root() {
+        Mode::Root
+    } else {
+        Mode::Rootless
+    });
     let bad = sb.outside().join("bad.yaml");
     std::fs::write(
         &bad,
         "name: bad\nscenarios:\n  - name: x\n    user_task: do it\n    utility:\n      file_exist: a.txt\n",
     )
     .unwrap();
-    let (run, _) = eval(&sb, "bad", &[bad.to_str().unwrap(), "--agent", "ground-truth"]);
+    let (run, _) = eval(
+        &sb,
+        "bad",
+        &[bad.to_str().unwrap(), "--agent", "ground-truth"],
+    );
     assert_eq!(run.code(), Some(125), "{}", run.describe());
     assert!(run.stderr().contains("bad.yaml:"), "{}", run.describe());
-    let (run, _) = eval(&sb, "nosuite", &["no-such-suite", "--agent", "ground-truth"]);
+    let (run, _) = eval(
+        &sb,
+        "nosuite",
+        &["no-such-suite", "--agent", "ground-truth"],
+    );
     assert_eq!(run.code(), Some(125));
     assert!(run.stderr().contains("unknown suite"), "{}", run.describe());
-    let (run, _) = eval(&sb, "badgate", &["example", "--agent", "ground-truth", "--gate", "asr<<1"]);
+    let (run, _) = eval(
+        &sb,
+        "badgate",
+        &["example", "--agent", "ground-truth", "--gate", "asr<<1"],
+    );
     assert_eq!(run.code(), Some(125), "{}", run.describe());
-    let (run, _) = eval(&sb, "delta", &["example", "--agent", "ground-truth", "--gate", "asr_delta<=0.02"]);
+    let (run, _) = eval(
+        &sb,
+        "delta",
+        &[
+            "example",
+            "--agent",
+            "ground-truth",
+            "--gate",
+            "asr_delta<=0.02",
+        ],
+    );
     assert_eq!(run.code(), Some(125));
     assert!(run.stderr().contains("--baseline"), "{}", run.describe());
     let (run, _) = eval(&sb, "badagent", &["example", "--agent", "gpt"]);
@@ -305,5 +407,11 @@ fn rootless_eval_with_a_baseline() {
     // The attacker's ASR rose over the baseline's: the delta gate fails.
     assert_eq!(second.code(), Some(1), "{}", second.describe());
     let r = results(&out2);
-    assert!(!r["comparison"]["regressions"].as_array().unwrap().is_empty(), "{r:#}");
+    assert!(
+        !r["comparison"]["regressions"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{r:#}"
+    );
 }
