@@ -358,7 +358,7 @@ fn eval_bench(args: EvalBenchArgs) -> anyhow::Result<ExitCode> {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut pass =
+    let pass =
         |name: &str, concurrency: usize| -> anyhow::Result<(Duration, Vec<ScenarioTiming>)> {
             let opts = EvalOptions {
                 agent: "ground-truth".parse()?,

@@ -242,7 +242,7 @@ fn resume_continues_and_ctrl_c_keeps_finished_results() {
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    let child = c.spawn().unwrap();
     // Let a few scenarios finish, then Ctrl-C.
     let progress = out.join("progress.jsonl");
     let t0 = Instant::now();
