@@ -123,13 +123,25 @@ pub const DEFAULT_VARS: [(&str, &str); 3] = [
 const BUILTIN: &[(&str, &str)] = &[
     ("example", include_str!("../../../suites/example.yaml")),
     ("injection", include_str!("../../../suites/injection.yaml")),
-    ("exfiltration", include_str!("../../../suites/exfiltration.yaml")),
-    ("tool-misuse", include_str!("../../../suites/tool-misuse.yaml")),
+    (
+        "exfiltration",
+        include_str!("../../../suites/exfiltration.yaml"),
+    ),
+    (
+        "tool-misuse",
+        include_str!("../../../suites/tool-misuse.yaml"),
+    ),
     ("escape", include_str!("../../../suites/escape.yaml")),
 ];
 
 /// The names of [`BUILTIN`], in the same order.
-const BUILTIN_NAMES: &[&str] = &["example", "injection", "exfiltration", "tool-misuse", "escape"];
+const BUILTIN_NAMES: &[&str] = &[
+    "example",
+    "injection",
+    "exfiltration",
+    "tool-misuse",
+    "escape",
+];
 
 /// A suite that does not parse or validate.
 ///
