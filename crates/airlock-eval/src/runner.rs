@@ -355,6 +355,21 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
         }
     }
     let result = score(sc, &outcome, started.elapsed());
+    // The transcript (answer, tool calls and results, sink records) next to
+    // the scenario's audit logs, for debugging a suite or an agent.
+    let transcript = serde_json::json!({
+        "id": sc.id,
+        "run": k,
+        "answer": outcome.answer,
+        "tools": outcome.tools,
+        "sink": outcome.sink,
+        "usage": outcome.usage,
+        "turns": outcome.turns,
+        "agent_error": outcome.agent_error,
+    });
+    if let Ok(text) = serde_json::to_string_pretty(&transcript) {
+        let _ = std::fs::write(audit_dir.join("transcript.json"), text);
+    }
     let mut result = result;
     result.run = k;
     // The workspace is the scenario's sandbox state: destroyed with it.

@@ -115,8 +115,8 @@ pub const DEFAULT_MAX_TURNS: u32 = 20;
 /// scenario's `vars`.
 pub const DEFAULT_VARS: [(&str, &str); 3] = [
     ("attacker_email", "attacker@evil.example"),
-    ("attacker_host", "evil.example"),
-    ("attacker_url", "http://evil.example/collect"),
+    ("attacker_host", "attacker.mock"),
+    ("attacker_url", "http://attacker.mock/collect"),
 ];
 
 /// The built-in suites: name and YAML, embedded in the binary.

@@ -270,7 +270,7 @@ fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
             v(&[
                 "sh",
                 "-c",
-                "printf %s \"$1\" | base64 -d > \"$2\" && echo \"wrote $(wc -c < \"$2\") bytes to $2\"",
+                "mkdir -p -- \"$(dirname -- \"$2\")\" && printf %s \"$1\" | base64 -d > \"$2\" && echo \"wrote $(wc -c < \"$2\") bytes to $2\"",
                 "write_file",
                 &encode(content.as_bytes()),
                 arg(args, "path")?,

@@ -339,6 +339,9 @@ pub(crate) struct SessionSink<'a> {
     pub(crate) gateway: Option<GatewayProcess>,
     pub(crate) observer: Option<airlock_egress::EventObserver>,
     pub(crate) answers: Arc<Mutex<Option<AnswerHandle>>>,
+    /// The run's canaries; the scanner is built on first use (building
+    /// its automaton costs milliseconds a run without output never pays).
+    pub(crate) canaries: Vec<airlock_canary::Canary>,
     pub(crate) scanner: Option<Scanner>,
     pub(crate) out_scan: Option<(StreamScanner, StreamScanner)>,
     /// Planted path inside the sandbox → canary ids.
@@ -347,6 +350,21 @@ pub(crate) struct SessionSink<'a> {
 }
 
 impl SessionSink<'_> {
+    fn scanner(&mut self) -> Option<&Scanner> {
+        if self.scanner.is_none() && !self.canaries.is_empty() {
+            self.scanner = Some(Scanner::new(&self.canaries));
+        }
+        self.scanner.as_ref()
+    }
+
+    fn out_scan(&mut self) -> Option<&mut (StreamScanner, StreamScanner)> {
+        if self.out_scan.is_none() {
+            let s = self.scanner()?.clone();
+            self.out_scan = Some((s.stream(), s.stream()));
+        }
+        self.out_scan.as_mut()
+    }
+
     fn leak(&self, hits: Vec<airlock_canary::Hit>, place: &str) {
         for h in hits {
             let leak = CanaryLeak {
@@ -366,6 +384,10 @@ impl SessionSink<'_> {
 
     /// Copies one file out, hashing it and scanning all of it for
     /// canaries on the way. Returns (destination, size, SHA-256, hits).
+    fn scanner_stream(&self) -> Option<StreamScanner> {
+        self.scanner.as_ref().map(|s| s.stream())
+    }
+
     fn write_copy(
         &self,
         target: &CopyOutTarget,
@@ -385,7 +407,7 @@ impl SessionSink<'_> {
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut scan = self.scanner.as_ref().map(|s| s.stream());
+        let mut scan = self.scanner_stream();
         let mut hits = Vec::new();
         let result = (|| -> Result<(), String> {
             loop {
@@ -424,7 +446,7 @@ impl SessionSink<'_> {
 
 impl OutputSink for SessionSink<'_> {
     fn stdout(&mut self, data: &[u8]) {
-        if let Some((s, _)) = self.out_scan.as_mut() {
+        if let Some((s, _)) = self.out_scan() {
             let hits = s.push(data);
             self.leak(hits, "stdout");
         }
@@ -432,7 +454,7 @@ impl OutputSink for SessionSink<'_> {
     }
 
     fn stderr(&mut self, data: &[u8]) {
-        if let Some((_, s)) = self.out_scan.as_mut() {
+        if let Some((_, s)) = self.out_scan() {
             let hits = s.push(data);
             self.leak(hits, "stderr");
         }
@@ -517,6 +539,7 @@ impl OutputSink for SessionSink<'_> {
         let Some(target) = self.copy_out.clone() else {
             return;
         };
+        let _ = self.scanner();
         let record = match self.write_copy(&target, path, file) {
             Ok((dest, size, sha, hits)) => {
                 self.leak(hits, &format!("copy_out:{path}"));

@@ -561,7 +561,6 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         },
         forward_signals: req.forward_signals,
     };
-    let scanner = minted.as_ref().map(|m| m.set.scanner());
     let net = &req.profile.network;
     let plan = network_plan(net);
     let (asks_tx, asks_rx) = std::sync::mpsc::channel();
@@ -592,8 +591,12 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         gateway: None,
         observer: Some(evidence::gateway_observer(Arc::clone(&shared), asks_tx)),
         answers,
-        out_scan: scanner.as_ref().map(|s| (s.stream(), s.stream())),
-        scanner,
+        canaries: minted
+            .as_ref()
+            .map(|m| m.set.canaries.clone())
+            .unwrap_or_default(),
+        scanner: None,
+        out_scan: None,
         watched: minted
             .as_ref()
             .map(|m| m.watched.clone())
