@@ -107,7 +107,7 @@ pub(crate) fn main() -> ! {
     if let Err(e) = plant(spec) {
         fail(e);
     }
-    let mut touch = match TouchWatch::new(spec) {
+    let touch = match TouchWatch::new(spec) {
         Ok(t) => t,
         Err(e) => fail(e),
     };
@@ -151,22 +151,14 @@ pub(crate) fn main() -> ! {
     let _ = sys::set_non_dumpable();
     let _ = crate::caps::drop_all();
 
-    let (status, nofile) = reap_until(
-        payload,
-        &set,
-        listener.as_ref(),
-        spec.rlimits.nofile,
-        &mut touch,
-    );
+    let (status, nofile) = reap_until(payload, &set, listener.as_ref(), spec.rlimits.nofile);
     if !spec.copy_out.is_empty() {
         // Nothing of the sandbox may run while its files are handed out.
         kill_the_rest();
     }
     // Every open by the sandbox is queued by now; init's own opens for the
-    // copy-out must not count as touches.
-    touch.drain();
-    touch.flush_dropped();
-    drop(touch);
+    // copy-out must not count as touches: remove the watches first.
+    touch.unwatch();
     if !spec.copy_out.is_empty() {
         copy_out(spec);
     }
@@ -311,7 +303,6 @@ fn reap_until(
     set: &libc::sigset_t,
     listener: Option<&OwnedFd>,
     nofile: u64,
-    touch: &mut TouchWatch,
 ) -> (i32, bool) {
     // SAFETY: `set` is initialised and blocked in this thread; -1 asks for a new fd.
     let sfd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
@@ -323,21 +314,14 @@ fn reap_until(
     let mut nofile_hit = false;
     loop {
         let mut fds = vec![PollFd::new(&sfd, PollFlags::IN)];
-        if let Some(fd) = &touch.fd {
-            fds.push(PollFd::new(fd, PollFlags::IN));
-        }
         if let Some(l) = listener {
             fds.push(PollFd::new(l, PollFlags::IN));
         }
         if poll(&mut fds, None).is_err() {
             continue; // EINTR
         }
-        let touch_ready = touch.fd.is_some() && !fds[1].revents().is_empty();
         let listener_ready = listener.is_some() && !fds[fds.len() - 1].revents().is_empty();
         drop(fds);
-        if touch_ready {
-            touch.drain();
-        }
         if listener_ready {
             if let Some(l) = listener {
                 match crate::exitwatch::serve_one(l) {
@@ -402,16 +386,17 @@ fn plant(spec: &JailSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Most opens reported per watched file; later ones are counted.
-const MAX_OPENS_REPORTED: u64 = 32;
-
-/// inotify watches on the planted files marked `watch` (canaries): every
-/// open becomes a [`JailEvent::FileOpened`] report. inotify does not say
-/// who opened a file; it needs no privilege and sees opens from every
-/// process of the sandbox.
+/// inotify watches on the planted files marked `watch` (canaries). The
+/// inotify fd goes to the supervisor, which reads the opens while the
+/// sandbox runs ([`crate::JailEvent::FileOpened`]); init keeps its copy
+/// only to remove the watches before its own copy-out opens. (Closing an
+/// inotify instance that has watches waits for an SRCU grace period, many
+/// milliseconds; the supervisor does that off the run's path.) inotify
+/// does not say who opened a file; it needs no privilege and sees opens
+/// from every process of the sandbox.
 struct TouchWatch {
     fd: Option<OwnedFd>,
-    paths: Vec<(i32, String, u64)>,
+    wds: Vec<i32>,
 }
 
 impl TouchWatch {
@@ -421,7 +406,7 @@ impl TouchWatch {
         if watched.is_empty() {
             return Ok(TouchWatch {
                 fd: None,
-                paths: Vec::new(),
+                wds: Vec::new(),
             });
         }
         let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
@@ -430,55 +415,33 @@ impl TouchWatch {
         for f in watched {
             let wd = inotify::add_watch(&fd, &f.path, inotify::WatchFlags::OPEN)
                 .map_err(|e| format!("inotify_add_watch {}: {e}", f.path.display()))?;
-            paths.push((wd, f.path.display().to_string(), 0));
+            paths.push((wd, f.path.display().to_string()));
         }
-        Ok(TouchWatch {
-            fd: Some(fd),
-            paths,
-        })
+        let wds = paths.iter().map(|p| p.0).collect();
+        let report = serde_json::to_vec(&Report::Watches { paths }).expect("report serializes");
+        let fds = [fd.as_fd()];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+        anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+        // SAFETY: CTL (fd 3) is the control socket, open for the life of
+        // init; the borrow ends with this statement.
+        let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+        rustix::net::sendmsg(
+            ctl,
+            &[std::io::IoSlice::new(&report)],
+            &mut anc,
+            rustix::net::SendFlags::NOSIGNAL,
+        )
+        .map_err(|e| format!("handing the canary watch to the supervisor: {e}"))?;
+        Ok(TouchWatch { fd: Some(fd), wds })
     }
 
-    /// Reports every open queued so far.
-    fn drain(&mut self) {
-        use rustix::fs::inotify;
-        let Some(fd) = &self.fd else { return };
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-        let mut reader = inotify::Reader::new(fd, &mut buf);
-        let mut opened = Vec::new();
-        while let Ok(ev) = reader.next() {
-            if ev.events().contains(inotify::ReadFlags::OPEN) {
-                opened.push(ev.wd());
-            }
-            if ev.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
-                // Lost events: count one open on every file, so a touch is
-                // never missed silently.
-                opened.extend(self.paths.iter().map(|p| p.0));
-            }
-        }
-        for wd in opened {
-            if let Some(entry) = self.paths.iter_mut().find(|p| p.0 == wd) {
-                entry.2 += 1;
-                if entry.2 <= MAX_OPENS_REPORTED {
-                    send(&Report::Event {
-                        event: crate::report::JailEvent::FileOpened {
-                            path: entry.1.clone(),
-                        },
-                    });
-                }
-            }
-        }
-    }
-
-    /// Reports the opens past the per-file cap.
-    fn flush_dropped(&self) {
-        for (_, path, n) in &self.paths {
-            if *n > MAX_OPENS_REPORTED {
-                send(&Report::Event {
-                    event: crate::report::JailEvent::FileOpensDropped {
-                        path: path.clone(),
-                        count: n - MAX_OPENS_REPORTED,
-                    },
-                });
+    /// Removes the watches (the supervisor's copy sees IN_IGNORED) and
+    /// drops init's copy of the fd.
+    fn unwatch(mut self) {
+        if let Some(fd) = self.fd.take() {
+            for wd in &self.wds {
+                let _ = rustix::fs::inotify::remove_watch(&fd, *wd);
             }
         }
     }

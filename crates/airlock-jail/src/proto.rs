@@ -80,6 +80,9 @@ pub(crate) enum Report {
     /// The payload ended; `status` is the raw wait status.
     /// Sent with the listening sockets attached (SCM_RIGHTS), in spec order.
     Listeners { count: usize },
+    /// The canary watch: an inotify fd attached (SCM_RIGHTS), and what
+    /// each watch descriptor is.
+    Watches { paths: Vec<(i32, String)> },
     /// Something the sandbox did while running.
     Event { event: crate::report::JailEvent },
     /// A copy-out file, sent with its open fd attached (SCM_RIGHTS).

@@ -376,6 +376,67 @@ impl Stream {
     }
 }
 
+/// Most opens reported per watched file; later ones are counted.
+const MAX_OPENS_REPORTED: u64 = 32;
+
+/// The sandbox's canary watch (an inotify fd made by init), read here.
+struct Touches {
+    fd: OwnedFd,
+    paths: Vec<(i32, String, u64)>,
+}
+
+impl Touches {
+    /// Reports every open queued so far.
+    fn drain(&mut self, sink: &mut dyn OutputSink) {
+        use rustix::fs::inotify;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(&self.fd, &mut buf);
+        let mut opened = Vec::new();
+        while let Ok(ev) = reader.next() {
+            if ev.events().contains(inotify::ReadFlags::OPEN) {
+                opened.push(ev.wd());
+            }
+            if ev.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
+                // Lost events: count one open on every file, so a touch is
+                // never missed silently.
+                opened.extend(self.paths.iter().map(|p| p.0));
+            }
+        }
+        for wd in opened {
+            if let Some(entry) = self.paths.iter_mut().find(|p| p.0 == wd) {
+                entry.2 += 1;
+                if entry.2 <= MAX_OPENS_REPORTED {
+                    sink.event(JailEvent::FileOpened {
+                        path: entry.1.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reports what is left and the opens past the per-file cap, then
+    /// closes the fd on a thread of its own: closing an inotify instance
+    /// that had watches waits for an SRCU grace period.
+    fn finish(mut self, sink: &mut dyn OutputSink) {
+        self.drain(sink);
+        for (_, path, n) in &self.paths {
+            if *n > MAX_OPENS_REPORTED {
+                sink.event(JailEvent::FileOpensDropped {
+                    path: path.clone(),
+                    count: n - MAX_OPENS_REPORTED,
+                });
+            }
+        }
+        let fd = self.fd;
+        let closed = std::thread::Builder::new()
+            .name("airlock-unwatch".into())
+            .spawn(move || drop(fd));
+        if let Err(e) = closed {
+            tracing::debug!(error = %e, "closing the canary watch inline");
+        }
+    }
+}
+
 struct SignalFd {
     fd: OwnedFd,
     old: libc::sigset_t,
@@ -662,6 +723,7 @@ pub fn run(
     let mut timed_out = false;
     let mut killed = false;
     let mut init_done: Option<(i32, libc::rusage)> = None;
+    let mut touches: Option<Touches> = None;
 
     loop {
         if init_done.is_none() {
@@ -695,8 +757,8 @@ pub fn run(
             tv_sec: wait.as_secs() as i64,
             tv_nsec: i64::from(wait.subsec_nanos()),
         };
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
-        let mut slots: Vec<u8> = Vec::with_capacity(5);
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(6);
+        let mut slots: Vec<u8> = Vec::with_capacity(6);
         if let Some(fd) = &stdout.fd {
             fds.push(PollFd::new(fd, PollFlags::IN));
             slots.push(0);
@@ -716,6 +778,10 @@ pub fn run(
         if let Some(s) = &signals {
             fds.push(PollFd::new(&s.fd, PollFlags::IN));
             slots.push(4);
+        }
+        if let Some(t) = &touches {
+            fds.push(PollFd::new(&t.fd, PollFlags::IN));
+            slots.push(5);
         }
         match poll(&mut fds, Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
@@ -783,6 +849,17 @@ pub fn run(
                                         ));
                                     }
                                     Ok(Report::Event { event }) => sink.event(event),
+                                    Ok(Report::Watches { paths }) => {
+                                        if let Some(fd) = passed.take() {
+                                            touches = Some(Touches {
+                                                fd,
+                                                paths: paths
+                                                    .into_iter()
+                                                    .map(|(wd, p)| (wd, p, 0))
+                                                    .collect(),
+                                            });
+                                        }
+                                    }
                                     Ok(Report::CopyOut { path, size }) => match passed.take() {
                                         Some(fd) => sink.copy_out(&path, size, fs::File::from(fd)),
                                         None => sink.copy_out_refused(
@@ -815,6 +892,11 @@ pub fn run(
                     drop(passed);
                 }
                 3 => {} // init exited; reaped at the top of the loop
+                5 => {
+                    if let Some(t) = touches.as_mut() {
+                        t.drain(sink);
+                    }
+                }
                 4 => {
                     if let Some(sig) = signals.as_ref().and_then(SignalFd::next) {
                         if init_done.is_none() {
@@ -832,6 +914,9 @@ pub fn run(
         }
     }
     drop(signals);
+    if let Some(t) = touches.take() {
+        t.finish(sink);
+    }
     let (init_status, ru) = match init_done {
         Some(d) => d,
         None => {
