@@ -413,8 +413,15 @@ impl TouchWatch {
             .map_err(|e| format!("inotify_init1: {e}"))?;
         let mut paths = Vec::new();
         for f in watched {
-            let wd = inotify::add_watch(&fd, &f.path, inotify::WatchFlags::OPEN)
-                .map_err(|e| format!("inotify_add_watch {}: {e}", f.path.display()))?;
+            // Closes too: inotify merges identical consecutive unread
+            // events, and an OPEN between two CLOSEs is never merged, so
+            // every open is counted even when the reader lags.
+            let wd = inotify::add_watch(
+                &fd,
+                &f.path,
+                inotify::WatchFlags::OPEN | inotify::WatchFlags::CLOSE,
+            )
+            .map_err(|e| format!("inotify_add_watch {}: {e}", f.path.display()))?;
             paths.push((wd, f.path.display().to_string()));
         }
         let wds = paths.iter().map(|p| p.0).collect();
