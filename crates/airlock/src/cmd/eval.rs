@@ -76,11 +76,24 @@ pub(crate) struct Args {
 struct Bar {
     bar: indicatif::ProgressBar,
     failed: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicU64,
+}
+
+impl Bar {
+    fn show(&self) {
+        self.bar.set_prefix(format!(
+            "{} running, {} failed",
+            self.running.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed)
+        ));
+    }
 }
 
 impl Progress for Bar {
     fn started(&self, id: &str) {
+        self.running.fetch_add(1, Ordering::Relaxed);
         self.bar.set_message(id.to_owned());
+        self.show();
     }
     fn finished(&self, r: &ScenarioResult) {
         let bad = r.agent_error.is_some() || r.attack_success == Some(true);
@@ -217,16 +230,17 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} done, {prefix}, eta {eta} {wide_msg}",
+            "{bar:30} {pos}/{len} done, {prefix}, eta {eta}  {wide_msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(done.len() as u64);
-    bar.set_prefix("0 failed");
     let progress = Bar {
         bar,
         failed: Default::default(),
+        running: Default::default(),
     };
+    progress.show();
     let started = Instant::now();
     let started_at = now_rfc3339();
     let new = runner::run(&scenarios, &opts, &done, &stop, &progress)?;
