@@ -215,10 +215,23 @@ pub fn out_lines(run: &Run) -> Vec<String> {
     run.stderr().lines().map(str::to_owned).collect()
 }
 
-/// A line of the payload's output that starts with `key=`, its value.
+/// The value of the payload's `key=` line. Under `--json` the payload's
+/// stdout and stderr share airlock's stderr, chunk by chunk, so another
+/// tool's unbuffered stderr may land in front of the line (`c` + `rc=18`
+/// from curl's "curl: ..."): a line that starts with `key=`, else a line
+/// where `key=` follows such a stray fragment (no `=` before it).
 pub fn value_of(run: &Run, key: &str) -> String {
-    out_lines(run)
+    let tag = format!("{key}=");
+    let lines = out_lines(run);
+    lines
         .iter()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+        .find_map(|l| l.strip_prefix(&tag).map(str::to_owned))
+        .or_else(|| {
+            lines.iter().find_map(|l| {
+                let i = l.rfind(&tag)?;
+                // Only a stray fragment may precede it: no '=' before.
+                (!l[..i].contains('=')).then(|| l[i + tag.len()..].to_owned())
+            })
+        })
         .unwrap_or_else(|| panic!("no {key}= line\n{}", run.describe()))
 }
