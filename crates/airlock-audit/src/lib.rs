@@ -43,6 +43,7 @@ pub use key::{
     write_public_key, KeyError,
 };
 pub use read::{read_events, Entry, EventReader};
+pub use time::format as format_time;
 pub use verify::{verify, verify_reader, Problem, VerifyError, VerifyReport};
 pub use writer::{AuditError, AuditWriter, WriterOptions};
 

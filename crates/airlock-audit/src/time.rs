@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) const LEN: usize = 24;
 
 /// Formats `t` (clamped to the Unix epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub(crate) fn format(t: SystemTime) -> String {
+pub fn format(t: SystemTime) -> String {
     let mut out = Vec::with_capacity(LEN);
     format_into(t, &mut out);
     String::from_utf8(out).unwrap_or_default()

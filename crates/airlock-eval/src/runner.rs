@@ -11,13 +11,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use airlock_policy::{Profile, ToolPolicy};
 
 use crate::agents::AgentSpec;
 use crate::metrics::{score, ScenarioResult};
-use crate::model::{Scenario, Step};
+use crate::model::Scenario;
 use crate::outcome::Outcome;
 use crate::protocol::{Action, Message, Script};
 use crate::tools::Toolbox;
@@ -374,14 +374,5 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
     result.run = k;
     // The workspace is the scenario's sandbox state: destroyed with it.
     let _ = std::fs::remove_dir_all(&work);
-    let _ = Duration::ZERO;
     Some(result)
-}
-
-/// The steps of a script, for docs and tests: how many tool calls.
-pub fn calls_in(steps: &[Step]) -> usize {
-    steps
-        .iter()
-        .filter(|s| matches!(s, Step::Call { .. }))
-        .count()
 }

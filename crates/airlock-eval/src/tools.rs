@@ -260,7 +260,6 @@ fn percent(s: &str) -> String {
 
 /// The sandboxed command for a call.
 fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
-    use base64_lite::encode;
     let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     Ok(match tool {
         ToolName::Shell => v(&["sh", "-c", arg(args, "command")?]),
@@ -272,7 +271,7 @@ fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
                 "-c",
                 "mkdir -p -- \"$(dirname -- \"$2\")\" && printf %s \"$1\" | base64 -d > \"$2\" && echo \"wrote $(wc -c < \"$2\") bytes to $2\"",
                 "write_file",
-                &encode(content.as_bytes()),
+                &data_encoding::BASE64.encode(content.as_bytes()),
                 arg(args, "path")?,
             ])
         }
@@ -320,32 +319,6 @@ fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
         ]),
         ToolName::ReadInbox => v(&["curl", "-sS", "-m", "20", "http://inbox.mock/inbox"]),
     })
-}
-
-/// A minimal standard base64 encoder (the sandbox decodes with base64 -d).
-mod base64_lite {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    pub(super) fn encode(b: &[u8]) -> String {
-        let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            out.push(A[(n >> 18) as usize & 63] as char);
-            out.push(A[(n >> 12) as usize & 63] as char);
-            out.push(if c.len() > 1 {
-                A[(n >> 6) as usize & 63] as char
-            } else {
-                '='
-            });
-            out.push(if c.len() > 2 {
-                A[n as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-        out
-    }
 }
 
 impl Toolbox<'_> {
@@ -448,19 +421,6 @@ impl Toolbox<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_the_standard() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-        ] {
-            assert_eq!(base64_lite::encode(i.as_bytes()), o);
-        }
-    }
 
     #[test]
     fn the_scenario_profile_has_the_mocks() {

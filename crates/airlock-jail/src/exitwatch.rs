@@ -301,10 +301,9 @@ fn read_exec(pid: i32, nr: i64, args: &[u64; 6]) -> JailEvent {
         }
     }
     // Whether there is a file to run at all (a shell's PATH search tries
-    // missing candidates): a missing one is an attempt, not an exec.
-    let exists = from_fd
-        || std::fs::metadata(format!("/proc/{pid}/root{path}")).is_ok()
-        || std::fs::metadata(&path).is_ok();
+    // missing candidates): a missing one is an attempt, not an exec. init
+    // shares the caller's root (the sandbox denies chroot and mounts).
+    let exists = from_fd || std::fs::metadata(&path).is_ok();
     JailEvent::Exec {
         pid,
         ppid,

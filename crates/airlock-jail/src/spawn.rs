@@ -724,6 +724,15 @@ pub fn run(
     let mut killed = false;
     let mut init_done: Option<(i32, libc::rusage)> = None;
     let mut touches: Option<Touches> = None;
+    // What the sandbox's cgroup is: fixed for the run.
+    let cgroup_report = CgroupReport {
+        version: cg.as_ref().map(|c| c.version()),
+        controllers: cg
+            .as_ref()
+            .map(|c| c.controllers.clone())
+            .unwrap_or_default(),
+        note: support.note.clone(),
+    };
 
     loop {
         if init_done.is_none() {
@@ -827,15 +836,7 @@ pub fn run(
                                         phases,
                                     }) => {
                                         tracing::debug!(at = ?started.elapsed(), ?phases, "payload ready");
-                                        let cgroup_now = CgroupReport {
-                                            version: cg.as_ref().map(|c| c.version()),
-                                            controllers: cg
-                                                .as_ref()
-                                                .map(|c| c.controllers.clone())
-                                                .unwrap_or_default(),
-                                            note: support.note.clone(),
-                                        };
-                                        sink.started(&l, &cgroup_now, ids.host_uid);
+                                        sink.started(&l, &cgroup_report, ids.host_uid);
                                         landlock = Some(l)
                                     }
                                     Ok(Report::SetupError { message }) => {
@@ -930,14 +931,6 @@ pub fn run(
     tracing::debug!(at = ?wall, "init reaped");
 
     let stats = cg.as_ref().map(|c| c.stats()).unwrap_or_default();
-    let cgroup_report = CgroupReport {
-        version: cg.as_ref().map(|c| c.version()),
-        controllers: cg
-            .as_ref()
-            .map(|c| c.controllers.clone())
-            .unwrap_or_default(),
-        note: support.note.clone(),
-    };
     if let Some(c) = cg.as_mut() {
         c.remove();
     }

@@ -207,6 +207,11 @@ impl Shared {
     }
 }
 
+/// Lowercase hex of `bytes` (digests in events and reports).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
@@ -435,12 +440,7 @@ impl SessionSink<'_> {
             let _ = std::fs::remove_file(&dest);
             return Err(e);
         }
-        let hex: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok((dest, total, hex, hits))
+        Ok((dest, total, hex(&hasher.finalize()), hits))
     }
 }
 
@@ -616,10 +616,7 @@ pub(crate) fn planted(set: &CanarySet, places: &[(String, Vec<String>)]) -> Vec<
                 id: c.id().to_owned(),
                 kind: c.kind().to_string(),
                 places: where_,
-                value_sha256: Sha256::digest(c.value().as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
+                value_sha256: hex(&Sha256::digest(c.value().as_bytes())),
             }
         })
         .collect()

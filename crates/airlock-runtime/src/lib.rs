@@ -460,10 +460,6 @@ fn plan_canaries(req: &RunRequest, set: airlock_canary::CanarySet) -> Result<Min
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Opens the audit log of a run, if it has one: `--audit FILE`, else the
 /// profile's `[audit] dir`.
 fn open_audit(
@@ -516,9 +512,13 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
             max: spec.copy_out_max,
         })
     };
-    // Everything is checked before the audit log and the copy-out
-    // directory (side effects) exist.
-    airlock_jail::check(&spec)?;
+    // The jail validates before its own side effects; the audit log and the
+    // copy-out directory come first, so check the spec before them (only
+    // then: compiling the seccomp filters twice is spawn-path work).
+    let audited = req.audit.is_some() || req.profile.audit.dir.is_some();
+    if audited || copy_out.is_some() {
+        airlock_jail::check(&spec)?;
+    }
     if let Some(t) = &copy_out {
         std::fs::create_dir_all(&t.dir).map_err(|e| RuntimeError::CopyOut {
             path: t.dir.clone(),
@@ -541,7 +541,7 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         }
         let created = json!({
             "profile": req.profile.name,
-            "profile_sha256": hex(&sha2::Sha256::digest(profile_toml.as_bytes())),
+            "profile_sha256": evidence::hex(&sha2::Sha256::digest(profile_toml.as_bytes())),
             "argv": req.argv,
             "workspace": req.workspace,
             "limits": req.profile.limits,

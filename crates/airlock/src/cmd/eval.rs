@@ -106,30 +106,6 @@ impl Progress for Bar {
     }
 }
 
-fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let gates: Vec<Gate> = args
         .gates
@@ -242,7 +218,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     };
     progress.show();
     let started = Instant::now();
-    let started_at = now_rfc3339();
+    let started_at = airlock_audit::format_time(std::time::SystemTime::now());
     let new = runner::run(&scenarios, &opts, &done, &stop, &progress)?;
     progress.bar.finish_and_clear();
     let interrupted = stop.load(Ordering::SeqCst);

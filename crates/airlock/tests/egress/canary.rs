@@ -267,6 +267,8 @@ fn an_escalation_grant_is_scoped_and_expires_mid_run() {
         assert_eq!(for_8080.len(), 2, "{esc:#?}");
         assert!(for_8080[0]["expired"] == true, "{esc:#?}");
         assert_eq!(for_8080[0]["approver"], "test-approver");
+        // The grant did not cover another port: that one was asked for.
+        assert!(esc.iter().any(|e| e["port"] == 8082), "{esc:#?}");
         assert_eq!(
             after,
             "200 rc=0",

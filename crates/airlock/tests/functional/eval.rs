@@ -129,7 +129,11 @@ fn the_attacker_succeeds_unless_a_layer_blocks_it_and_the_report_says_which() {
     // The gate fails: some attacks get through (no layer can stop every
     // goal, e.g. an email the policy allows).
     assert_eq!(run.code(), Some(1), "{}", run.describe());
-    assert!(run.stderr().contains("gate asr<=0: FAILED") || run.stderr().contains("FAILED"));
+    assert!(
+        run.stderr().contains("gate asr<=0: FAILED"),
+        "{}",
+        run.describe()
+    );
     let r = results(&out);
     let attacks: Vec<Value> = scenarios(&r)
         .into_iter()
