@@ -414,9 +414,10 @@ impl Touches {
         }
     }
 
-    /// Reports what is left and the opens past the per-file cap, then
-    /// closes the fd on a thread of its own: closing an inotify instance
-    /// that had watches waits for an SRCU grace period.
+    /// Reports what is left and the opens past the per-file cap, and
+    /// closes the fd before the run returns (nothing of a run outlives
+    /// it). init removed the watches when the payload exited, so the
+    /// close waits only for the rest of that removal's SRCU grace period.
     fn finish(mut self, sink: &mut dyn OutputSink) {
         self.drain(sink);
         for (_, path, n) in &self.paths {
@@ -426,13 +427,6 @@ impl Touches {
                     count: n - MAX_OPENS_REPORTED,
                 });
             }
-        }
-        let fd = self.fd;
-        let closed = std::thread::Builder::new()
-            .name("airlock-unwatch".into())
-            .spawn(move || drop(fd));
-        if let Err(e) = closed {
-            tracing::debug!(error = %e, "closing the canary watch inline");
         }
     }
 }
