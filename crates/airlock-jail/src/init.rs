@@ -389,9 +389,9 @@ fn plant(spec: &JailSpec) -> Result<(), String> {
 /// inotify watches on the planted files marked `watch` (canaries). The
 /// inotify fd goes to the supervisor, which reads the opens while the
 /// sandbox runs ([`crate::JailEvent::FileOpened`]); init keeps its copy
-/// only to remove the watches before its own copy-out opens. (Closing an
-/// inotify instance that has watches waits for an SRCU grace period, many
-/// milliseconds; the supervisor does that off the run's path.) inotify
+/// to remove the watches when the payload exits, before its own copy-out
+/// opens; the supervisor's close then waits only for the rest of that
+/// removal's SRCU grace period. inotify
 /// does not say who opened a file; it needs no privilege and sees opens
 /// from every process of the sandbox.
 struct TouchWatch {
