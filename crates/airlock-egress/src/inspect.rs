@@ -392,6 +392,8 @@ pub(crate) struct GuardedBody<B> {
     inner: B,
     guard: Option<Guard>,
     done: bool,
+    /// Frames read ahead by [`GuardedBody::prefill`], released first.
+    ready: std::collections::VecDeque<Frame<Bytes>>,
 }
 
 impl<B> GuardedBody<B> {
@@ -400,6 +402,88 @@ impl<B> GuardedBody<B> {
             inner,
             guard,
             done: false,
+            ready: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<B> GuardedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    /// Reads the body ahead, through the guard, until `limit` bytes were
+    /// read, the body ended or `wait` passed. A request whose body fits is
+    /// thus scanned whole before its head is sent anywhere: a canary in it
+    /// is refused without the upstream ever seeing the request. `Err` is
+    /// the guard's refusal or the client's error.
+    pub(crate) async fn prefill(
+        &mut self,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<(), BodyError> {
+        if self.guard.is_none() {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut read = 0usize;
+        while read < limit && !self.done {
+            let step = std::future::poll_fn(|cx| self.poll_inner(cx));
+            match tokio::time::timeout_at(deadline, step).await {
+                Err(_) => break,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok((frame, n)))) => {
+                    read += n;
+                    if let Some(f) = frame {
+                        self.ready.push_back(f);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of the inner body through the guard: `Some(Ok((frame,
+    /// bytes read)))`, where the frame is `None` when the guard held all
+    /// of it back; `None` at the end.
+    #[allow(clippy::type_complexity)]
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Option<Frame<Bytes>>, usize), BodyError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError(e.to_string())))),
+            Poll::Ready(Some(Ok(frame))) => {
+                let Some(guard) = self.guard.as_mut() else {
+                    return Poll::Ready(Some(Ok((Some(frame), 0))));
+                };
+                match frame.into_data() {
+                    Ok(data) => match guard.feed(&data, false) {
+                        Ok(out) if out.is_empty() => Poll::Ready(Some(Ok((None, data.len())))),
+                        Ok(out) => {
+                            Poll::Ready(Some(Ok((Some(Frame::data(Bytes::from(out))), data.len()))))
+                        }
+                        Err(reason) => Poll::Ready(Some(Err(BodyError(reason)))),
+                    },
+                    Err(frame) => Poll::Ready(Some(Ok((Some(frame), 0)))),
+                }
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                let Some(guard) = self.guard.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                match guard.feed(&[], true) {
+                    Ok(out) if out.is_empty() => Poll::Ready(None),
+                    Ok(out) => Poll::Ready(Some(Ok((Some(Frame::data(Bytes::from(out))), 0)))),
+                    Err(reason) => Poll::Ready(Some(Err(BodyError(reason)))),
+                }
+            }
         }
     }
 }
@@ -428,47 +512,23 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Some(f) = this.ready.pop_front() {
+            return Poll::Ready(Some(Ok(f)));
+        }
         loop {
-            if self.done {
-                return Poll::Ready(None);
-            }
-            let polled = Pin::new(&mut self.inner).poll_frame(cx);
-            let this = &mut *self;
-            match polled {
+            match this.poll_inner(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(Some(Err(BodyError(e.to_string()))))
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Some(guard) = this.guard.as_mut() else {
-                        return Poll::Ready(Some(Ok(frame)));
-                    };
-                    match frame.into_data() {
-                        Ok(data) => match guard.feed(&data, false) {
-                            Ok(out) if out.is_empty() => continue,
-                            Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
-                            Err(reason) => return Poll::Ready(Some(Err(BodyError(reason)))),
-                        },
-                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
-                    }
-                }
-                Poll::Ready(None) => {
-                    this.done = true;
-                    let Some(guard) = this.guard.as_mut() else {
-                        return Poll::Ready(None);
-                    };
-                    match guard.feed(&[], true) {
-                        Ok(out) if out.is_empty() => return Poll::Ready(None),
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
-                        Err(reason) => return Poll::Ready(Some(Err(BodyError(reason)))),
-                    }
-                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok((None, _)))) => continue,
+                Poll::Ready(Some(Ok((Some(f), _)))) => return Poll::Ready(Some(Ok(f))),
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.ready.is_empty()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {

@@ -124,6 +124,15 @@ where
         .await;
 }
 
+/// A request body up to this size is read and scanned whole before the
+/// upstream is connected: a canary in it is refused with nothing sent.
+/// Longer bodies stream, held back by [`crate::inspect::HOLD_BACK`].
+const PREFILL: usize = 64 * 1024;
+
+/// How long a request body may take to arrive before its head is sent
+/// ahead of it (a client that streams and waits for the answer).
+const PREFILL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody> {
     let connect = req.method() == Method::CONNECT;
     let proto = if connect {
@@ -157,7 +166,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody>
         gw.stream_guard(&flow, Place::Body)
     };
     let tripped = guard.as_ref().map(|g| Arc::clone(&g.tripped));
-    let req = req.map(|b| GuardedBody::new(b, guard));
+    let mut req = req.map(|b| GuardedBody::new(b, guard));
     let cut = |flow: &mut Flow| -> bool {
         let reason = tripped
             .as_ref()
@@ -185,6 +194,18 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<BoxedBody>
             resp
         }
         Authz::Allow(addrs) => {
+            if !connect {
+                if let Err(e) = req.body_mut().prefill(PREFILL, PREFILL_WAIT).await {
+                    if cut(&mut flow) {
+                        return refuse(&flow, StatusCode::FORBIDDEN);
+                    }
+                    flow.decide(
+                        crate::Verdict::Deny,
+                        format!("the client's request body failed: {e}"),
+                    );
+                    return refuse(&flow, StatusCode::BAD_REQUEST);
+                }
+            }
             let (upstream, addr) = match gw.connect(&addrs).await {
                 Ok(x) => x,
                 Err(e) => {

