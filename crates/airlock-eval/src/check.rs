@@ -302,6 +302,7 @@ mod tests {
                     reason: String::new(),
                     result: String::new(),
                     failed: false,
+                    sandbox: None,
                 },
                 ToolRecord {
                     tool: ToolName::SendEmail,
@@ -310,6 +311,7 @@ mod tests {
                     reason: "recipient domain".into(),
                     result: String::new(),
                     failed: false,
+                    sandbox: None,
                 },
             ],
             ..Outcome::default()

@@ -22,6 +22,10 @@ pub struct ToolRecord {
     pub result: String,
     /// The sandbox refused or failed the call (exit status, a blocked flow).
     pub failed: bool,
+    /// The id of the sandbox the call ran in (as in its audit events);
+    /// `None` for a call refused before any sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 /// A request a mock sink recorded (the outbox, an attacker's endpoint).

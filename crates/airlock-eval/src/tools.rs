@@ -332,6 +332,7 @@ impl Toolbox<'_> {
                 result: format!("error: {reason}"),
                 reason,
                 failed: false,
+                sandbox: None,
             },
             sink: Vec::new(),
             audit: None,
@@ -367,8 +368,10 @@ impl Toolbox<'_> {
             inner: Collect::default(),
             stop: self.stop,
         };
+        let mut sandbox = None;
         let (result, failed, sink_reqs) = match airlock_runtime::run(&req, &mut sink) {
             Ok(rep) => {
+                sandbox = Some(rep.sandbox.clone());
                 let mut text = String::from_utf8_lossy(&sink.inner.stdout).into_owned();
                 let err = String::from_utf8_lossy(&sink.inner.stderr);
                 if !err.is_empty() {
@@ -411,6 +414,7 @@ impl Toolbox<'_> {
                 reason: decision.reason,
                 result: cut(result),
                 failed,
+                sandbox,
             },
             sink: sink_reqs,
             audit: audit.exists().then_some(audit),
