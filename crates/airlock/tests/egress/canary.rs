@@ -341,3 +341,134 @@ fn without_an_approver_ask_means_deny_and_the_host_is_never_resolved() {
     }
     assert!(!up.log().contains("8080 GET"), "{}", up.log());
 }
+
+/// Runs a command on a fresh pseudo-terminal (its controlling terminal),
+/// answers each grant prompt with the next of `argv[1]` (comma-separated),
+/// and prints everything the terminal showed; exits with the command's
+/// status.
+const PTY_DRIVER: &str = r#"
+import os, pty, select, sys, time
+answers = sys.argv[1].split(",")
+argv = sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+buf, asked = b"", 0
+deadline = time.time() + 90
+while time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 1)
+    if fd not in r:
+        continue
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    buf += d
+    while buf.count(b"Grant for how many seconds") > asked:
+        answer = answers[asked] if asked < len(answers) else ""
+        os.write(fd, answer.encode() + b"\n")
+        asked += 1
+_, st = os.waitpid(pid, 0)
+sys.stdout.buffer.write(buf)
+sys.stdout.write(f"\nprompts={asked}\n")
+sys.exit(os.waitstatus_to_exitcode(st))
+"#;
+
+#[test]
+fn on_a_terminal_the_person_at_it_grants_or_denies() {
+    let up = Upstream::start();
+    for mode in modes() {
+        let sb = Sandbox::new(mode);
+        let profile = up.profile(
+            &sb,
+            "mode = \"allowlist\"\nallow = [\"api.test:8081\"]\non_deny = \"ask\"\nask_timeout = \"30s\"\nallow_cidr = [\"{net}\"]\nhosts = { \"api.test\" = \"{ip}\" }\n",
+        );
+        let audit = sb.outside().join(format!("tty-{mode}.jsonl"));
+        let key = sb.outside().join("key");
+        sb.chown(sb.outside());
+        let kg = sb.airlock(&["audit", "keygen", "--out", key.to_str().unwrap()]);
+        assert_eq!(kg.code(), Some(0), "{}", kg.describe());
+        sb.chown(&key);
+        std::fs::write(
+            &profile,
+            std::fs::read_to_string(&profile).unwrap()
+                + &format!("\n[audit]\nkey = \"{}\"\n", key.display()),
+        )
+        .unwrap();
+        let ws = sb.workspace().to_str().unwrap().to_owned();
+        let code = "code() { curl -sS -m 20 -o /dev/null -w '%{http_code}' \"$@\" 2>/dev/null; }";
+        let script = format!(
+            "{code}; echo granted=$(code http://api.test:8080/hello); \
+             echo refused=$(code http://api.test:8082/hello)"
+        );
+        let airlock = sb.command();
+        let mut argv: Vec<String> = vec![airlock.get_program().to_string_lossy().into_owned()];
+        argv.extend(airlock.get_args().map(|a| a.to_string_lossy().into_owned()));
+        argv.extend(
+            [
+                "run",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--workspace",
+                &ws,
+                "--audit",
+                audit.to_str().unwrap(),
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ]
+            .map(String::from),
+        );
+        // The first prompt (8080) is granted for 60 s, the second (8082)
+        // is answered with 0: denied.
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(PTY_DRIVER)
+            .arg("60,0")
+            .args(&argv)
+            .env("USER", "tester")
+            .env_remove("AIRLOCK_LOG")
+            .output()
+            .expect("python3");
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        let said = format!(
+            "[{mode}] status {:?}\n{text}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{said}");
+        assert!(text.contains("prompts=2"), "{said}");
+        assert!(
+            text.contains("asks to reach api.test:8080"),
+            "the prompt names the host and port: {said}"
+        );
+        assert!(text.contains("granted=200"), "{said}");
+        assert!(text.contains("refused=403"), "{said}");
+        // The audit log names the person at the terminal.
+        let log = std::fs::read_to_string(&audit).unwrap();
+        let events: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let kind = |k: &str| -> Vec<&serde_json::Value> {
+            events.iter().filter(|e| e["kind"] == k).collect()
+        };
+        let grants = kind("escalation.grant");
+        assert_eq!(grants.len(), 1, "[{mode}] {log}");
+        assert_eq!(grants[0]["data"]["approver"], "tty:tester", "{log}");
+        assert_eq!(grants[0]["data"]["port"], 8080, "{log}");
+        let denials = kind("escalation.denial");
+        assert_eq!(denials.len(), 1, "[{mode}] {log}");
+        assert_eq!(denials[0]["data"]["port"], 8082, "{log}");
+        assert_eq!(
+            denials[0]["data"]["reason"], "denied on the terminal",
+            "{log}"
+        );
+    }
+    let log = up.log();
+    assert!(log.contains("8080 GET /hello"), "{log}");
+    assert!(!log.contains("8082 GET"), "a denied request arrived: {log}");
+}
