@@ -28,6 +28,7 @@
 pub mod bench;
 mod canon;
 mod event;
+pub mod fuzzing;
 mod hex;
 mod key;
 mod read;
