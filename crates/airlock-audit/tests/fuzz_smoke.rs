@@ -49,3 +49,13 @@ proptest! {
         fuzzing::verify_bytes(&log);
     }
 }
+
+#[test]
+fn duplicating_an_unterminated_line_stays_small() {
+    // Found by the audit_tamper fuzz target: truncate to part of the first
+    // line, then duplicate that line over and over (each doubles it). The
+    // harness stops editing past 64 KiB; this must finish at once.
+    let mut d = vec![7, 0, 1, 2, 254, 0, 10, 49, 150, 0];
+    d.extend(std::iter::repeat_n(229, 99));
+    fuzzing::tamper(&d);
+}
