@@ -390,10 +390,9 @@ fn plant(spec: &JailSpec) -> Result<(), String> {
 /// inotify fd goes to the supervisor, which reads the opens while the
 /// sandbox runs ([`crate::JailEvent::FileOpened`]); init keeps its copy
 /// to remove the watches when the payload exits, before its own copy-out
-/// opens; the supervisor's close then waits only for the rest of that
-/// removal's SRCU grace period. inotify
-/// does not say who opened a file; it needs no privilege and sees opens
-/// from every process of the sandbox.
+/// opens (the supervisor closes its copy off the run's path: see
+/// `spawn::close_later`). inotify does not say who opened a file; it needs
+/// no privilege and sees opens from every process of the sandbox.
 struct TouchWatch {
     fd: Option<OwnedFd>,
     wds: Vec<i32>,

@@ -48,7 +48,9 @@ pub use error::{CgroupError, JailError, LandlockError, SpawnError, SpecError, Sy
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
 pub use proto::INIT_ARG;
 pub use report::{CgroupReport, ExitReason, JailEvent, LimitHit, RunReport, StreamStats};
-pub use spawn::{check, run, Collect, OutputSink, RunOptions, StdinMode, ROOT_MODE_UID_BASE};
+pub use spawn::{
+    check, run, settle, Collect, OutputSink, RunOptions, StdinMode, ROOT_MODE_UID_BASE,
+};
 pub use spec::{
     CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, PlantFile, RlimitSpec, RoBind,
     WorkspaceSource, MAX_COPY_OUT, MAX_LISTENERS, MAX_PLANT, MAX_PLANT_BYTES,

@@ -415,9 +415,7 @@ impl Touches {
     }
 
     /// Reports what is left and the opens past the per-file cap, and
-    /// closes the fd before the run returns (nothing of a run outlives
-    /// it). init removed the watches when the payload exited, so the
-    /// close waits only for the rest of that removal's SRCU grace period.
+    /// hands the fd to the closer thread ([`settle`]).
     fn finish(mut self, sink: &mut dyn OutputSink) {
         self.drain(sink);
         for (_, path, n) in &self.paths {
@@ -427,6 +425,71 @@ impl Touches {
                     count: n - MAX_OPENS_REPORTED,
                 });
             }
+        }
+        close_later(self.fd);
+    }
+}
+
+/// Closing an inotify instance waits for an SRCU grace period (the kernel
+/// flushes its mark reaper), up to ~15 ms on a busy machine and in about a
+/// third of runs: a close on the run's own path doubled the spawn time at
+/// p90. The watch is dead by then (init removed its watches when the
+/// payload exited, and the sandbox's files are gone), so its fd is closed
+/// on one process-wide thread instead; [`settle`] waits for that.
+struct Closer {
+    tx: std::sync::mpsc::Sender<OwnedFd>,
+    pending: std::sync::Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+}
+
+fn closer() -> Option<&'static Closer> {
+    static CLOSER: std::sync::OnceLock<Option<Closer>> = std::sync::OnceLock::new();
+    CLOSER
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<OwnedFd>();
+            let pending =
+                std::sync::Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+            let p = std::sync::Arc::clone(&pending);
+            std::thread::Builder::new()
+                .name("airlock-closer".into())
+                .spawn(move || {
+                    for fd in rx {
+                        drop(fd);
+                        let (n, cv) = &*p;
+                        let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
+                        *n = n.saturating_sub(1);
+                        cv.notify_all();
+                    }
+                })
+                .ok()
+                .map(|_| Closer { tx, pending })
+        })
+        .as_ref()
+}
+
+/// Closes `fd` on the closer thread (here, if there is none).
+fn close_later(fd: OwnedFd) {
+    let Some(c) = closer() else {
+        drop(fd);
+        return;
+    };
+    *c.pending.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    if let Err(back) = c.tx.send(fd) {
+        drop(back.0);
+        let mut n = c.pending.0.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// Waits until every fd a finished run left to the closer thread is
+/// closed (at most one SRCU grace period each). A run returns without
+/// waiting for them; call this where "nothing of a run is left open" must
+/// hold at once, such as before counting the process's fds.
+pub fn settle() {
+    if let Some(c) = closer() {
+        let (n, cv) = &*c.pending;
+        let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
@@ -869,7 +932,9 @@ pub fn run(
                                         status,
                                         full,
                                         nofile,
-                                    }) => payload_exit = Some((status, full, nofile)),
+                                    }) => {
+                                        payload_exit = Some((status, full, nofile));
+                                    }
                                     Ok(Report::Listeners { .. }) => {
                                         setup_error =
                                             Some("unexpected second listener report".into())

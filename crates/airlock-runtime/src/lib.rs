@@ -31,8 +31,8 @@ use serde::Serialize;
 
 pub use airlock_egress::{FlowProto, Verdict};
 pub use airlock_jail::{
-    doctor, init_main_if_requested, Check, CheckStatus, Collect, ExitReason, LimitHit, OutputSink,
-    RunReport,
+    doctor, init_main_if_requested, settle, Check, CheckStatus, Collect, ExitReason, LimitHit,
+    OutputSink, RunReport,
 };
 
 /// Home directory of the payload inside the sandbox.

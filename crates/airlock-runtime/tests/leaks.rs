@@ -118,6 +118,9 @@ fn many_sandboxes_leave_nothing_behind() {
     // Warm up once so lazily opened fds (e.g. tracing, std) exist before the baseline.
     let mut sink = Collect::default();
     airlock_runtime::run(&request(&["/bin/true"]), &mut sink).unwrap();
+    // A run's canary watch fd is closed on the closer thread (its close
+    // waits for an SRCU grace period); settle() waits for those closes.
+    airlock_runtime::settle();
     let (fds0, mounts0, tmp0) = (fds(), mounts(), tmp_entries());
     let t = Instant::now();
     for i in 0..runs {
@@ -132,6 +135,13 @@ fn many_sandboxes_leave_nothing_behind() {
         assert_eq!(r.run.reason, ExitReason::Exit { code: 0 }, "run {i}: {r:?}");
     }
     let elapsed = t.elapsed();
+    let settling = Instant::now();
+    airlock_runtime::settle();
+    let settled = settling.elapsed();
+    assert!(
+        settled < Duration::from_secs(5),
+        "closing the runs' last fds took {settled:?}"
+    );
     let fds1 = fds();
     assert_eq!(fds0, fds1, "supervisor fds leaked after {runs} runs");
     assert_eq!(
