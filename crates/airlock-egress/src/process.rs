@@ -237,16 +237,33 @@ impl GatewayProcess {
     }
 }
 
+/// Waits for the child to exit, up to `limit`: on a pidfd when the kernel
+/// has them (woken the moment it exits), else by polling every 2 ms.
 fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let until = Instant::now() + limit;
+    let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|pid| {
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+    });
     loop {
         if let Ok(Some(s)) = child.try_wait() {
             return Some(s);
         }
-        if Instant::now() >= until {
+        let now = Instant::now();
+        if now >= until {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        match &pidfd {
+            Some(fd) => {
+                let left = until - now;
+                let ts = rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                };
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                let _ = rustix::event::poll(&mut fds, Some(&ts));
+            }
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
     }
 }
 
