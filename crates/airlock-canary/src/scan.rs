@@ -154,7 +154,17 @@ struct Inner {
 /// the whole pattern, which is rare and cheap.
 #[derive(Debug)]
 struct Automaton {
+    /// A contiguous NFA: quick to build (every sandbox builds one, most
+    /// scan little).
     ac: AhoCorasick,
+    /// The prefixes, for building [`Automaton::dfa`].
+    prefixes: Vec<Vec<u8>>,
+    /// A DFA over the same prefixes, about twice as fast to search but
+    /// ~7 ms to build: built once [`DFA_AFTER`] bytes were searched, when
+    /// the prefixes are few enough ([`MAX_DFA_BYTES`]).
+    dfa: std::sync::OnceLock<Option<AhoCorasick>>,
+    /// Bytes searched so far.
+    searched: std::sync::atomic::AtomicUsize,
     /// For each automaton pattern (a prefix), the patterns that start with it.
     groups: Vec<Vec<usize>>,
     patterns: Vec<Pattern>,
@@ -180,10 +190,14 @@ type PatternsOf = fn(&[u8]) -> Vec<(Encoding, Vec<u8>)>;
 /// long (a needle has at least 16 characters, its encodings more).
 const PREFIX_LEN: usize = 16;
 
-/// Up to this many prefix bytes in all, the text automaton is a DFA (about
-/// 1.7 MB and 10 ms to build for the built-in set); beyond, a contiguous
-/// NFA (slower to search, small and quick to build).
+/// Up to this many prefix bytes in all, a text automaton that has searched
+/// [`DFA_AFTER`] bytes gets a DFA (about 1.7 MB and 7 ms to build for the
+/// built-in set); beyond, it keeps its contiguous NFA.
 const MAX_DFA_BYTES: usize = 8 * 1024;
+
+/// Bytes searched with the NFA (at ~40 MiB/s, about 100 ms) before the DFA
+/// (~75 MiB/s) is built.
+const DFA_AFTER: usize = 4 << 20;
 
 /// Input bytes per output byte that a stream's window allows for: `\u0041`
 /// and `%2541` fit; `%5Cu0041` and long runs of whitespace may not.
@@ -224,26 +238,58 @@ impl Automaton {
                 }
             }
         }
+        let ac = Self::automaton(&prefixes, case_insensitive, AhoCorasickKind::ContiguousNFA);
         let total: usize = prefixes.iter().map(Vec::len).sum();
-        let kind = if !case_insensitive && total <= MAX_DFA_BYTES {
-            AhoCorasickKind::DFA
-        } else {
-            AhoCorasickKind::ContiguousNFA
-        };
-        let ac = AhoCorasick::builder()
-            .ascii_case_insensitive(case_insensitive)
-            .kind(Some(kind))
-            .build(&prefixes)
-            // Building fails only past u32::MAX automaton states; canaries
-            // come from `mint`, whose needles are few (a set has at most a
-            // few thousand prefixes of 16 bytes).
-            .expect("canary patterns fit in an Aho-Corasick automaton");
+        let dfa = std::sync::OnceLock::new();
+        if case_insensitive || total > MAX_DFA_BYTES {
+            let _ = dfa.set(None);
+        }
         Self {
             ac,
+            prefixes,
+            dfa,
+            searched: std::sync::atomic::AtomicUsize::new(0),
             groups,
             patterns,
             case_insensitive,
         }
+    }
+
+    fn automaton(
+        prefixes: &[Vec<u8>],
+        case_insensitive: bool,
+        kind: AhoCorasickKind,
+    ) -> AhoCorasick {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(case_insensitive)
+            .kind(Some(kind))
+            .build(prefixes)
+            // Building fails only past u32::MAX automaton states; canaries
+            // come from `mint`, whose needles are few (a set has at most a
+            // few thousand prefixes of 16 bytes).
+            .expect("canary patterns fit in an Aho-Corasick automaton")
+    }
+
+    /// The automaton to search `len` more bytes with.
+    fn searcher(&self, len: usize) -> &AhoCorasick {
+        use std::sync::atomic::Ordering;
+        if let Some(Some(dfa)) = self.dfa.get() {
+            return dfa;
+        }
+        let before = self.searched.fetch_add(len, Ordering::Relaxed);
+        if before.saturating_add(len) < DFA_AFTER {
+            return &self.ac;
+        }
+        self.dfa
+            .get_or_init(|| {
+                Some(Self::automaton(
+                    &self.prefixes,
+                    self.case_insensitive,
+                    AhoCorasickKind::DFA,
+                ))
+            })
+            .as_ref()
+            .unwrap_or(&self.ac)
     }
 
     /// Longest pattern.
@@ -261,7 +307,7 @@ impl Automaton {
     /// text around it is made.
     fn search(&self, buf: &[u8], found: &mut BTreeSet<Key>) -> Vec<(Span, Key)> {
         let mut new = Vec::new();
-        for m in self.ac.find_overlapping_iter(buf) {
+        for m in self.searcher(buf.len()).find_overlapping_iter(buf) {
             for &index in &self.groups[m.pattern().as_usize()] {
                 let pattern = &self.patterns[index];
                 let span = m.start()..m.start() + pattern.bytes.len();

@@ -942,3 +942,37 @@ fn no_false_positives_on_lookalikes_and_harmless_files() {
         assert_eq!(scanner.scan(&f.contents), [], "{}", f.location);
     }
 }
+
+#[test]
+fn the_dfa_built_after_megabytes_finds_what_the_nfa_finds() {
+    // Scanning starts on the NFA; past DFA_AFTER bytes the DFA takes over.
+    // Both must find a value placed before and after the switch.
+    let (set, _) = fixture(2);
+    let scanner = set.scanner();
+    let secret = set
+        .canaries
+        .iter()
+        .find(|c| c.id() == "aws-secret")
+        .unwrap()
+        .value()
+        .to_owned();
+    let b64 = BASE64.encode(secret.as_bytes());
+    let mut filler = Vec::new();
+    let mut r = Rng::from_seed(9);
+    while filler.len() < 1 << 20 {
+        filler.push(b"abcdefghijklmnopqrstuvwxyz0123456789 \n"[r.below(38)]);
+    }
+    let mut found = 0;
+    for round in 0..8 {
+        let mut chunk = filler.clone();
+        if round % 3 == 0 {
+            chunk.extend_from_slice(b" key=");
+            chunk.extend_from_slice(b64.as_bytes());
+        }
+        let hits = scanner.scan(&chunk);
+        let want = usize::from(round % 3 == 0);
+        assert_eq!(hits.len(), want, "round {round}: {hits:?}");
+        found += hits.len();
+    }
+    assert_eq!(found, 3);
+}
