@@ -360,7 +360,19 @@ impl Toolbox<'_> {
         };
         self.calls += 1;
         let audit = self.audit_dir.join(format!("call-{:03}.jsonl", self.calls));
-        let mut req = RunRequest::new(self.profile.clone(), argv);
+        // File tools need no network: their sandbox gets none (no gateway
+        // to start), which is also the least it can be given.
+        let profile = if matches!(
+            tool,
+            ToolName::ReadFile | ToolName::WriteFile | ToolName::ListDir
+        ) {
+            let mut p = self.profile.clone();
+            p.network = airlock_policy::NetworkPolicy::default();
+            p
+        } else {
+            self.profile.clone()
+        };
+        let mut req = RunRequest::new(profile, argv);
         req.workspace = Some(self.workspace.clone());
         req.audit = Some(audit.clone());
         req.cgroup_root = self.cgroup_root.clone();

@@ -87,6 +87,33 @@ fn ground_truth_solves_every_built_in_scenario() {
         key.to_str().unwrap(),
     ]);
     assert_eq!(v.code(), Some(0), "{}", v.describe());
+    // File tools' sandboxes get no network; the others get the gateway
+    // with the scenario's mocks.
+    let (mut offline, mut online) = (0, 0);
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        let created: Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["kind"] == "sandbox.created")
+            .unwrap_or_else(|| panic!("no sandbox.created in {}", log.display()));
+        let d = &created["data"];
+        match d["argv"][0].as_str().unwrap_or("") {
+            "cat" | "ls" => {
+                assert_eq!(d["network"], "none", "{d:#}");
+                offline += 1;
+            }
+            "curl" => {
+                assert_eq!(d["network"], "allowlist", "{d:#}");
+                online += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        offline > 0 && online > 0,
+        "{offline} offline, {online} online"
+    );
     // The workspaces are destroyed with their scenarios.
     assert!(!out.join("work").exists() || walk(&out.join("work")).is_empty());
 }
