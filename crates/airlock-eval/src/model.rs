@@ -116,7 +116,104 @@ pub struct Environment {
     pub allow_hosts: Vec<String>,
     /// Plant canary credentials (default true).
     pub canaries: bool,
+    /// The sandbox profile's changes for this scenario.
+    #[serde(default, skip_serializing_if = "ProfileChanges::is_empty")]
+    pub profile: ProfileChanges,
 }
+
+/// How a scenario changes the evaluation's sandbox profile
+/// (`environment.profile` and `environment.limits`), checked when the suite
+/// is read. The network is always the scenario's own (its mocks and
+/// `allow_hosts`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProfileChanges {
+    /// A built-in profile to start from instead of the evaluation's
+    /// `--profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Memory limit, e.g. `256M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Process limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+    /// CPU limit in cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Wall-clock timeout of each tool call, e.g. `10s` (default 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+impl ProfileChanges {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Applies the changes to `base` (or to the built-in profile named in
+    /// `self.base`); the error names the field.
+    pub fn apply(&self, base: &airlock_policy::Profile) -> Result<airlock_policy::Profile, String> {
+        let mut p = match &self.base {
+            Some(name) => airlock_policy::Profile::builtin(name).map_err(|_| {
+                format!(
+                    "profile: unknown built-in profile {name:?}: expected one of {}",
+                    airlock_policy::builtin_names().join(", ")
+                )
+            })?,
+            None => base.clone(),
+        };
+        let memory = self
+            .memory
+            .as_deref()
+            .map(str::parse::<airlock_policy::ByteSize>)
+            .transpose()
+            .map_err(|e| format!("limits.memory: {e}"))?;
+        let timeout = self
+            .timeout
+            .as_deref()
+            .map(str::parse::<airlock_policy::HumanDuration>)
+            .transpose()
+            .map_err(|e| format!("limits.timeout: {e}"))?
+            .map(|d| d.0);
+        if let Some(t) = timeout {
+            if t.is_zero() || t > MAX_TOOL_TIMEOUT {
+                return Err(format!(
+                    "limits.timeout: {t:?} is outside 1ms..{MAX_TOOL_TIMEOUT:?}"
+                ));
+            }
+        }
+        let overrides = airlock_policy::Overrides {
+            memory,
+            pids: self.pids,
+            cpus: self.cpus,
+            timeout,
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..airlock_policy::Overrides::default()
+        };
+        p = p.with_overrides(&overrides).map_err(|e| {
+            let field = match e.option.as_str() {
+                "--memory" => "limits.memory".to_owned(),
+                "--pids" => "limits.pids".to_owned(),
+                "--cpus" => "limits.cpus".to_owned(),
+                "--timeout" => "limits.timeout".to_owned(),
+                o => format!("limits.env.{}", o.trim_start_matches("--env ")),
+            };
+            format!("{field}: {}", e.message)
+        })?;
+        Ok(p)
+    }
+}
+
+/// The longest a scenario may let one tool call run.
+pub const MAX_TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Where an injection is placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

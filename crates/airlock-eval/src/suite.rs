@@ -47,6 +47,8 @@
 //!       search: [{title: t, url: "http://web.mock/docs/page.html", snippet: s}]
 //!       allow_hosts: [pypi.org]
 //!       canaries: true
+//!       profile: python              # a built-in profile instead of --profile
+//!       limits: {memory: 256M, pids: 64, cpus: 1, timeout: 10s, env: {K: v}}
 //!     tools: [read_file, write_file]   # or defaults.tools
 //!     tool_policy: |                   # optional Cedar text
 //!       permit(principal, action, resource);
@@ -100,7 +102,8 @@ use serde::Deserialize;
 
 use crate::check::relative_path_problem;
 use crate::model::{
-    Carrier, Check, Email, Environment, Injection, Scenario, SearchResult, Step, ToolName,
+    Carrier, Check, Email, Environment, Injection, ProfileChanges, Scenario, SearchResult, Step,
+    ToolName,
 };
 use crate::mutate::{self, Mutation};
 
@@ -353,6 +356,20 @@ struct WireEnvironment {
     #[serde(default)]
     allow_hosts: Vec<String>,
     canaries: Option<bool>,
+    profile: Option<String>,
+    #[serde(default)]
+    limits: WireLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireLimits {
+    memory: Option<String>,
+    pids: Option<u32>,
+    cpus: Option<f64>,
+    timeout: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1582,7 +1599,30 @@ fn environment(
             ));
         }
     }
+    let changes = ProfileChanges {
+        base: w.profile.clone(),
+        memory: w.limits.memory.clone(),
+        pids: w.limits.pids,
+        cpus: w.limits.cpus,
+        timeout: w.limits.timeout.clone(),
+        env: w.limits.env.clone(),
+    };
+    if !changes.is_empty() {
+        // Checked against the built-in default (or the named base): the
+        // same checks as a profile file's.
+        let base = airlock_policy::Profile::builtin("default")
+            .map_err(|e| ctx.err(path, format!("the built-in default profile: {e}")))?;
+        if let Err(message) = changes.apply(&base) {
+            let (field, message) = message.split_once(": ").unwrap_or(("profile", &message));
+            let mut at = path.clone();
+            for part in field.split('.').take(2) {
+                at = at.key(part);
+            }
+            return Err(ctx.err(&at, message.to_owned()));
+        }
+    }
     Ok(Environment {
+        profile: changes,
         files: w.files.clone(),
         web: w.web.clone(),
         inbox: w
@@ -2021,6 +2061,60 @@ scenarios:
             "suites/t.yaml:25:7: scenarios[0].reference[0]: the tool policy refuses this step: \
              no policy permits write_file"
         );
+    }
+
+    #[test]
+    fn profile_changes() {
+        let s = load(&broken(
+            "        x: \"hello {injection}\"\n",
+            "        x: \"hello {injection}\"\n      profile: python\n      limits:\n        memory: 128M\n        pids: 32\n        timeout: 5s\n        env: {GREETING: hi}\n",
+        ))
+        .unwrap();
+        let env = &s[1].environment;
+        assert_eq!(env.profile.base.as_deref(), Some("python"));
+        let p = crate::tools::profile(&airlock_policy::Profile::builtin("default").unwrap(), env)
+            .unwrap();
+        assert_eq!(p.name, "python");
+        assert_eq!(p.limits.pids, Some(32));
+        assert_eq!(p.limits.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(p.env.get("GREETING").map(String::as_str), Some("hi"));
+        assert!(p
+            .network
+            .mocks
+            .iter()
+            .any(|m| m.host.to_string().starts_with("mail.mock")));
+        // Scenarios without changes keep the evaluation's profile.
+        assert!(s[0].environment.profile.is_empty());
+    }
+
+    #[test]
+    fn error_profile_changes() {
+        let with = |extra: &str| {
+            err(&broken(
+                "        x: \"hello {injection}\"\n",
+                &format!("        x: \"hello {{injection}}\"\n{extra}"),
+            ))
+        };
+        let e = with("      profile: pyhton\n");
+        assert!(
+            e == "suites/t.yaml:30:7: scenarios[1].environment.profile: unknown built-in \
+                  profile \"pyhton\": expected one of default, python",
+            "{e}"
+        );
+        let e = with("      limits:\n        memory: lots\n");
+        assert!(
+            e.starts_with("suites/t.yaml:31:9: scenarios[1].environment.limits.memory: "),
+            "{e}"
+        );
+        let e = with("      limits:\n        env: {\"BAD=NAME\": x}\n");
+        assert!(
+            e.starts_with("suites/t.yaml:31:9: scenarios[1].environment.limits.env: "),
+            "{e}"
+        );
+        let e = with("      limits:\n        timeout: 2h\n");
+        assert!(e.contains("limits.timeout") && e.contains("outside"), "{e}");
+        let e = with("      limits:\n        swap: 1G\n");
+        assert!(e.contains("unknown field `swap`"), "{e}");
     }
 
     #[test]

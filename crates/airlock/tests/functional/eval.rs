@@ -388,6 +388,79 @@ fn descends_from(pid: u32, ancestor: u32) -> bool {
 }
 
 #[test]
+fn a_scenario_sets_its_own_profile_and_limits() {
+    let sb = sandbox(if is_root() {
+        Mode::Root
+    } else {
+        Mode::Rootless
+    });
+    let suite = sb.outside().join("limits.yaml");
+    std::fs::write(
+        &suite,
+        r#"name: limits
+scenarios:
+  - name: env-and-profile
+    user_task: Write the greeting to out.txt.
+    environment:
+      profile: python
+      limits:
+        pids: 16
+        memory: 256M
+        env: {GREETING: hi-from-suite}
+    tools: [shell]
+    utility: {file_contains: {path: out.txt, text: hi-from-suite}}
+    reference:
+      - {tool: shell, args: {command: 'printf %s "$GREETING" > out.txt'}}
+      - {answer: done}
+  - name: untouched
+    user_task: Write nothing.
+    tools: [shell]
+    utility: {answer_contains: done}
+    reference:
+      - {tool: shell, args: {command: 'printf %s "${GREETING:-unset}"'}}
+      - {answer: done}
+"#,
+    )
+    .unwrap();
+    let (run, out) = eval(
+        &sb,
+        "limits",
+        &[suite.to_str().unwrap(), "--agent", "ground-truth"],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let r = results(&out);
+    for s in scenarios(&r) {
+        assert_eq!(s["utility"], true, "{s:#}");
+    }
+    // The sandboxes were made from the scenario's profile and limits; the
+    // other scenario kept the evaluation's.
+    let mut seen = std::collections::BTreeMap::new();
+    for log in walk(&out.join("audit")) {
+        if log.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let created: Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["kind"] == "sandbox.created")
+            .unwrap();
+        let scenario = if log.to_string_lossy().contains("env-and-profile") {
+            "changed"
+        } else {
+            "untouched"
+        };
+        seen.insert(scenario, created["data"].clone());
+    }
+    let changed = &seen["changed"];
+    assert_eq!(changed["profile"], "python", "{changed:#}");
+    assert_eq!(changed["limits"]["pids"], 16, "{changed:#}");
+    let untouched = &seen["untouched"];
+    assert_eq!(untouched["profile"], "default", "{untouched:#}");
+    assert_ne!(untouched["limits"]["pids"], 16, "{untouched:#}");
+}
+
+#[test]
 fn bad_suites_and_gates_are_clear_errors() {
     let sb = sandbox(if is_root() {
         Mode::Root
