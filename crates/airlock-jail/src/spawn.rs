@@ -466,13 +466,28 @@ fn closer() -> Option<&'static Closer> {
         .as_ref()
 }
 
-/// Closes `fd` on the closer thread (here, if there is none).
+/// Most fds waiting for the closer thread. Each is an inotify instance,
+/// and a user may have only `fs.inotify.max_user_instances` (128 by
+/// default): past this, a run closes its own fd (and waits), so sandboxes
+/// ending faster than grace periods pass slow down instead of running out.
+const MAX_PENDING_CLOSES: usize = 16;
+
+/// Closes `fd` on the closer thread (here, if there is none or it is
+/// [`MAX_PENDING_CLOSES`] behind).
 fn close_later(fd: OwnedFd) {
     let Some(c) = closer() else {
         drop(fd);
         return;
     };
-    *c.pending.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    {
+        let mut n = c.pending.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *n >= MAX_PENDING_CLOSES {
+            drop(n);
+            drop(fd);
+            return;
+        }
+        *n += 1;
+    }
     if let Err(back) = c.tx.send(fd) {
         drop(back.0);
         let mut n = c.pending.0.lock().unwrap_or_else(|e| e.into_inner());
