@@ -156,12 +156,19 @@ impl ProfileChanges {
 
     /// Applies the changes to `base` (or to the built-in profile named in
     /// `self.base`); the error names the field.
-    pub fn apply(&self, base: &airlock_policy::Profile) -> Result<airlock_policy::Profile, String> {
-        let mut p = match &self.base {
+    pub fn apply(
+        &self,
+        base: &airlock_policy::Profile,
+    ) -> Result<airlock_policy::Profile, ChangeError> {
+        let err = |field: &'static str, message: String| ChangeError { field, message };
+        let p = match &self.base {
             Some(name) => airlock_policy::Profile::builtin(name).map_err(|_| {
-                format!(
-                    "profile: unknown built-in profile {name:?}: expected one of {}",
-                    airlock_policy::builtin_names().join(", ")
+                err(
+                    "profile",
+                    format!(
+                        "unknown built-in profile {name:?}: expected one of {}",
+                        airlock_policy::builtin_names().join(", ")
+                    ),
                 )
             })?,
             None => base.clone(),
@@ -171,18 +178,19 @@ impl ProfileChanges {
             .as_deref()
             .map(str::parse::<airlock_policy::ByteSize>)
             .transpose()
-            .map_err(|e| format!("limits.memory: {e}"))?;
+            .map_err(|e| err("limits.memory", e.to_string()))?;
         let timeout = self
             .timeout
             .as_deref()
             .map(str::parse::<airlock_policy::HumanDuration>)
             .transpose()
-            .map_err(|e| format!("limits.timeout: {e}"))?
+            .map_err(|e| err("limits.timeout", e.to_string()))?
             .map(|d| d.0);
         if let Some(t) = timeout {
             if t.is_zero() || t > MAX_TOOL_TIMEOUT {
-                return Err(format!(
-                    "limits.timeout: {t:?} is outside 1ms..{MAX_TOOL_TIMEOUT:?}"
+                return Err(err(
+                    "limits.timeout",
+                    format!("{t:?} is outside 1ms..{MAX_TOOL_TIMEOUT:?}"),
                 ));
             }
         }
@@ -198,18 +206,28 @@ impl ProfileChanges {
                 .collect(),
             ..airlock_policy::Overrides::default()
         };
-        p = p.with_overrides(&overrides).map_err(|e| {
-            let field = match e.option.as_str() {
-                "--memory" => "limits.memory".to_owned(),
-                "--pids" => "limits.pids".to_owned(),
-                "--cpus" => "limits.cpus".to_owned(),
-                "--timeout" => "limits.timeout".to_owned(),
-                o => format!("limits.env.{}", o.trim_start_matches("--env ")),
-            };
-            format!("{field}: {}", e.message)
-        })?;
-        Ok(p)
+        p.with_overrides(&overrides)
+            .map_err(|e| match e.option.as_str() {
+                "--memory" => err("limits.memory", e.message),
+                "--pids" => err("limits.pids", e.message),
+                "--cpus" => err("limits.cpus", e.message),
+                "--timeout" => err("limits.timeout", e.message),
+                o => err(
+                    "limits.env",
+                    format!("{}: {}", o.trim_start_matches("--env "), e.message),
+                ),
+            })
     }
+}
+
+/// A scenario's profile change that does not check out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ChangeError {
+    /// The field under `environment` (`profile`, `limits.memory`, ...).
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// The longest a scenario may let one tool call run.

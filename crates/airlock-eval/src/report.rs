@@ -375,6 +375,15 @@ fn md(s: &str) -> String {
         .replace(['\n', '\r'], " ")
 }
 
+/// A gate's measured value, or why it has none (unescaped).
+fn gate_value(g: &GateOutcome) -> String {
+    match (&g.value, &g.note) {
+        (Some(v), _) => format!("{v:.4}"),
+        (None, Some(n)) => n.clone(),
+        (None, None) => "–".to_owned(),
+    }
+}
+
 /// Text for a Markdown code span (entities are not decoded there).
 fn code(s: &str) -> String {
     s.replace('`', "'").replace(['\n', '\r'], " ")
@@ -508,11 +517,7 @@ pub fn markdown(results: &Results) -> String {
     if !results.gates.is_empty() {
         m.push_str("## Gates\n\n| gate | value | result |\n|---|---|---|\n");
         for g in &results.gates {
-            let value = match (&g.value, &g.note) {
-                (Some(v), _) => format!("{v:.4}"),
-                (None, Some(n)) => md(n),
-                (None, None) => "–".to_owned(),
-            };
+            let value = md(&gate_value(g));
             let _ = writeln!(
                 m,
                 "| `{}` | {value} | {} |",
@@ -913,11 +918,7 @@ pub fn html(results: &Results) -> String {
     if !results.gates.is_empty() {
         s.push_str("<h2>Gates</h2>\n<table><tr><th>gate</th><th>value</th><th>result</th></tr>\n");
         for g in &results.gates {
-            let value = match (&g.value, &g.note) {
-                (Some(v), _) => format!("{v:.4}"),
-                (None, Some(n)) => n.clone(),
-                (None, None) => "–".to_owned(),
-            };
+            let value = gate_value(g);
             let _ = writeln!(
                 s,
                 "<tr><td><code>{}</code></td><td>{}</td><td class=\"{}\">{}</td></tr>",

@@ -1612,13 +1612,12 @@ fn environment(
         // same checks as a profile file's.
         let base = airlock_policy::Profile::builtin("default")
             .map_err(|e| ctx.err(path, format!("the built-in default profile: {e}")))?;
-        if let Err(message) = changes.apply(&base) {
-            let (field, message) = message.split_once(": ").unwrap_or(("profile", &message));
-            let mut at = path.clone();
-            for part in field.split('.').take(2) {
-                at = at.key(part);
-            }
-            return Err(ctx.err(&at, message.to_owned()));
+        if let Err(e) = changes.apply(&base) {
+            let at = e
+                .field
+                .split('.')
+                .fold(path.clone(), |at, part| at.key(part));
+            return Err(ctx.err(&at, e.message));
         }
     }
     Ok(Environment {

@@ -145,22 +145,17 @@ pub fn profile(base: &Profile, env: &Environment) -> Result<Profile, String> {
         if env.canaries { "true" } else { "false" }
     ));
     let overlay = Profile::from_toml(&t, "scenario network").map_err(|e| e.to_string())?;
-    let mut p = match &env.profile.base {
-        Some(name) => Profile::builtin(name).map_err(|e| e.to_string())?,
-        None => base.clone(),
-    };
+    // The scenario's base profile, limits and variables (checked when the
+    // suite was read).
+    let mut p = env.profile.apply(base).map_err(|e| e.to_string())?;
     p.network = overlay.network;
     p.canaries = overlay.canaries;
-    p.limits.timeout = TOOL_TIMEOUT;
+    if env.profile.timeout.is_none() {
+        p.limits.timeout = TOOL_TIMEOUT;
+    }
     // Tool calls are short: no need for the base profile's big caps.
     p.limits.output = airlock_policy::ByteSize::mib(1);
-    // The scenario's own limits and variables (checked when the suite was
-    // read), over the base it named.
-    let changes = crate::model::ProfileChanges {
-        base: None,
-        ..env.profile.clone()
-    };
-    changes.apply(&p)
+    Ok(p)
 }
 
 /// Writes the scenario's files into its workspace (paths validated: relative,

@@ -268,6 +268,23 @@ fn canaries_leaving_in_any_encoding_are_detected_and_blocked() {
     );
 }
 
+/// Makes an audit key outside the sandbox (writable by the rootless user,
+/// as is the directory its audit logs go to) and names it in `profile`.
+fn audit_key(sb: &Sandbox, profile: &std::path::Path) -> std::path::PathBuf {
+    let key = sb.outside().join("key");
+    sb.chown(sb.outside());
+    let kg = sb.airlock(&["audit", "keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(kg.code(), Some(0), "{}", kg.describe());
+    sb.chown(&key);
+    std::fs::write(
+        profile,
+        std::fs::read_to_string(profile).unwrap()
+            + &format!("\n[audit]\nkey = \"{}\"\n", key.display()),
+    )
+    .unwrap();
+    key
+}
+
 /// An approver that grants two seconds, and records that it was asked.
 const APPROVER: &str = r#"cat > "$ASKED_FILE"; echo '{"decision":"grant","ttl_secs":2,"approver":"test-approver","reason":"integration test"}'"#;
 
@@ -282,18 +299,7 @@ fn an_escalation_grant_is_scoped_and_expires_mid_run() {
         );
         let asked = sb.outside().join("asked.json");
         let audit = sb.outside().join(format!("audit-{mode}.jsonl"));
-        let key = sb.outside().join("key");
-        // The rootless user writes its key and audit log here.
-        sb.chown(sb.outside());
-        let kg = sb.airlock(&["audit", "keygen", "--out", key.to_str().unwrap()]);
-        assert_eq!(kg.code(), Some(0), "{}", kg.describe());
-        sb.chown(&key);
-        std::fs::write(
-            &profile,
-            std::fs::read_to_string(&profile).unwrap()
-                + &format!("\n[audit]\nkey = \"{}\"\n", key.display()),
-        )
-        .unwrap();
+        let key = audit_key(&sb, &profile);
         let ws = sb.workspace().to_str().unwrap().to_owned();
         let code = "code() { curl -sS -m 10 -o /dev/null -w '%{http_code}' \"$@\" 2>/dev/null; echo \" rc=$?\"; }";
         let script = format!(
@@ -436,17 +442,7 @@ fn on_a_terminal_the_person_at_it_grants_or_denies() {
             "mode = \"allowlist\"\nallow = [\"api.test:8081\"]\non_deny = \"ask\"\nask_timeout = \"30s\"\nallow_cidr = [\"{net}\"]\nhosts = { \"api.test\" = \"{ip}\" }\n",
         );
         let audit = sb.outside().join(format!("tty-{mode}.jsonl"));
-        let key = sb.outside().join("key");
-        sb.chown(sb.outside());
-        let kg = sb.airlock(&["audit", "keygen", "--out", key.to_str().unwrap()]);
-        assert_eq!(kg.code(), Some(0), "{}", kg.describe());
-        sb.chown(&key);
-        std::fs::write(
-            &profile,
-            std::fs::read_to_string(&profile).unwrap()
-                + &format!("\n[audit]\nkey = \"{}\"\n", key.display()),
-        )
-        .unwrap();
+        audit_key(&sb, &profile);
         let ws = sb.workspace().to_str().unwrap().to_owned();
         let code = "code() { curl -sS -m 20 -o /dev/null -w '%{http_code}' \"$@\" 2>/dev/null; }";
         let script = format!(

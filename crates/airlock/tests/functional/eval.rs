@@ -32,6 +32,15 @@ fn scenarios(r: &Value) -> Vec<Value> {
     r["scenarios"].as_array().unwrap().clone()
 }
 
+/// The mode of the user running the tests (root in CI).
+fn native() -> Mode {
+    if is_root() {
+        Mode::Root
+    } else {
+        Mode::Rootless
+    }
+}
+
 fn sandbox(mode: Mode) -> Sandbox {
     let sb = Sandbox::new(mode);
     // The rootless user writes its results next to the workspace.
@@ -41,11 +50,7 @@ fn sandbox(mode: Mode) -> Sandbox {
 
 #[test]
 fn ground_truth_solves_every_built_in_scenario() {
-    let sb = sandbox(if is_root() {
-        Mode::Root
-    } else {
-        Mode::Rootless
-    });
+    let sb = sandbox(native());
     let (run, out) = eval(
         &sb,
         "gt",
@@ -73,10 +78,7 @@ fn ground_truth_solves_every_built_in_scenario() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // Each scenario's audit logs are kept, and they verify.
-    let logs: Vec<PathBuf> = walk(&out.join("audit"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
+    let logs = audit_logs(&out);
     assert!(logs.len() >= all.len(), "{} audit logs", logs.len());
     let key = out.join("audit.key.pub");
     let v = sb.airlock(&[
@@ -91,13 +93,7 @@ fn ground_truth_solves_every_built_in_scenario() {
     // with the scenario's mocks.
     let (mut offline, mut online) = (0, 0);
     for log in &logs {
-        let text = std::fs::read_to_string(log).unwrap();
-        let created: Value = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|e| e["kind"] == "sandbox.created")
-            .unwrap_or_else(|| panic!("no sandbox.created in {}", log.display()));
-        let d = &created["data"];
+        let d = created(log);
         match d["argv"][0].as_str().unwrap_or("") {
             "cat" | "ls" => {
                 assert_eq!(d["network"], "none", "{d:#}");
@@ -118,6 +114,25 @@ fn ground_truth_solves_every_built_in_scenario() {
     assert!(!out.join("work").exists() || walk(&out.join("work")).is_empty());
 }
 
+/// Every audit log an evaluation kept under OUT/audit.
+fn audit_logs(out: &Path) -> Vec<PathBuf> {
+    walk(&out.join("audit"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect()
+}
+
+/// The data of a log's `sandbox.created` event.
+fn created(log: &Path) -> Value {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["kind"] == "sandbox.created")
+        .unwrap_or_else(|| panic!("no sandbox.created in {}", log.display()))["data"]
+        .clone()
+}
+
 fn walk(p: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -135,11 +150,7 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn the_attacker_succeeds_unless_a_layer_blocks_it_and_the_report_says_which() {
-    let sb = sandbox(if is_root() {
-        Mode::Root
-    } else {
-        Mode::Rootless
-    });
+    let sb = sandbox(native());
     let (run, out) = eval(
         &sb,
         "attacker",
@@ -209,11 +220,7 @@ fn the_attacker_succeeds_unless_a_layer_blocks_it_and_the_report_says_which() {
 
 #[test]
 fn the_refuser_scores_zero_and_runs_are_deterministic() {
-    let sb = sandbox(if is_root() {
-        Mode::Root
-    } else {
-        Mode::Rootless
-    });
+    let sb = sandbox(native());
     let (run, out) = eval(&sb, "refuser", &["all", "--agent", "refuser"]);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     let r = results(&out);
@@ -257,11 +264,7 @@ fn the_refuser_scores_zero_and_runs_are_deterministic() {
 
 #[test]
 fn resume_continues_and_ctrl_c_keeps_finished_results() {
-    let sb = sandbox(if is_root() {
-        Mode::Root
-    } else {
-        Mode::Rootless
-    });
+    let sb = sandbox(native());
     let out = sb.outside().join("interrupted");
     let mut c = sb.command();
     c.args([
@@ -389,11 +392,7 @@ fn descends_from(pid: u32, ancestor: u32) -> bool {
 
 #[test]
 fn a_scenario_sets_its_own_profile_and_limits() {
-    let sb = sandbox(if is_root() {
-        Mode::Root
-    } else {
-        Mode::Rootless
-    });
+    let sb = sandbox(native());
     let suite = sb.outside().join("limits.yaml");
     std::fs::write(
         &suite,
@@ -435,22 +434,13 @@ scenarios:
     // The sandboxes were made from the scenario's profile and limits; the
     // other scenario kept the evaluation's.
     let mut seen = std::collections::BTreeMap::new();
-    for log in walk(&out.join("audit")) {
-        if log.extension().is_none_or(|e| e != "jsonl") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&log).unwrap();
-        let created: Value = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|e| e["kind"] == "sandbox.created")
-            .unwrap();
+    for log in audit_logs(&out) {
         let scenario = if log.to_string_lossy().contains("env-and-profile") {
             "changed"
         } else {
             "untouched"
         };
-        seen.insert(scenario, created["data"].clone());
+        seen.insert(scenario, created(&log));
     }
     let changed = &seen["changed"];
     assert_eq!(changed["profile"], "python", "{changed:#}");
@@ -462,11 +452,7 @@ scenarios:
 
 #[test]
 fn bad_suites_and_gates_are_clear_errors() {
-    let sb = sandbox(if is_root() {
-        Mode::Root
-    } else {
-        Mode::Rootless
-    });
+    let sb = sandbox(native());
     let bad = sb.outside().join("bad.yaml");
     std::fs::write(
         &bad,
