@@ -107,9 +107,8 @@ pub fn probe_bin() -> PathBuf {
 }
 
 /// A world-executable airlock binary inside `dir` (0755): a hard link when
-/// the build directory is on the same filesystem, else a path to one copy
-/// shared by all test processes of this build (named by size and mtime, so
-/// a rebuild gets a fresh one).
+/// the build directory is on the same filesystem, else the build's shared
+/// copy ([`shared_public_airlock`]).
 fn public_airlock(dir: &Path) -> PathBuf {
     let src = airlock_bin();
     let dst = dir.join("airlock");
@@ -117,21 +116,73 @@ fn public_airlock(dir: &Path) -> PathBuf {
     if m.permissions().mode() & 0o005 == 0o005 && fs::hard_link(&src, &dst).is_ok() {
         return dst;
     }
-    let shared = PathBuf::from(format!(
-        "/tmp/airlock-test-bin-{}-{}",
-        m.len(),
-        m.mtime_nsec() + m.mtime() * 1_000_000_000
-    ));
-    let bin = shared.join("airlock");
-    if !bin.is_file() {
-        fs::create_dir_all(&shared).unwrap();
-        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
-        let tmp = shared.join(format!("airlock.{}", std::process::id()));
-        fs::copy(&src, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::rename(&tmp, &bin).unwrap();
+    shared_public_airlock()
+}
+
+/// Prefix of the shared per-build copies of the airlock binary in /tmp.
+const SHARED_BIN_PREFIX: &str = "airlock-test-bin-";
+
+/// A world-executable airlock binary that outlives any one test: one per
+/// build, shared by all test processes of that build, in
+/// `/tmp/airlock-test-bin-SIZE-MTIME/airlock` (a hard link where possible,
+/// else a copy). Making it removes the copies of earlier builds that are
+/// more than ten minutes old, so at most one build's copy is left behind
+/// (a debug airlock is hundreds of MB; CI disks are not infinite).
+pub fn shared_public_airlock() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let src = airlock_bin();
+        let m = fs::metadata(&src).expect("stat the airlock binary");
+        let name = format!(
+            "{SHARED_BIN_PREFIX}{}-{}",
+            m.len(),
+            m.mtime_nsec() + m.mtime() * 1_000_000_000
+        );
+        let shared = Path::new("/tmp").join(&name);
+        let bin = shared.join("airlock");
+        if !bin.is_file() {
+            fs::create_dir_all(&shared).unwrap();
+            fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+            let tmp = shared.join(format!("airlock.{}", std::process::id()));
+            if fs::hard_link(&src, &tmp).is_err() {
+                fs::copy(&src, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+            }
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+            fs::rename(&tmp, &bin).unwrap();
+        }
+        sweep_stale_shared_copies(&name);
+        bin
+    })
+    .clone()
+}
+
+/// Removes `/tmp/airlock-test-bin-*` directories other than `keep` that
+/// are ours and untouched for ten minutes.
+fn sweep_stale_shared_copies(keep: &str) {
+    let Ok(entries) = fs::read_dir("/tmp") else {
+        return;
+    };
+    let me = fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(SHARED_BIN_PREFIX) || name == keep {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(600));
+        if meta.is_dir() && meta.uid() == me && old {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
-    bin
 }
 
 /// A fresh traversable (0755) directory under /tmp, removed on drop.

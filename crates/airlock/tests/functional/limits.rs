@@ -9,40 +9,6 @@ use serde_json::Value;
 
 pub(crate) use crate::common::{is_root, modes as as_modes, Mode};
 
-/// A world-executable airlock for rootless runs from a checkout under a
-/// private directory: the harness's shared copy (one per build, reused).
-fn public_binary() -> String {
-    static ONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        let sb = crate::common::Sandbox::new(Mode::Rootless);
-        let c = sb.command();
-        // `setpriv ... BINARY` when root; the binary itself otherwise.
-        let prog = c
-            .get_args()
-            .last()
-            .map(|a| a.to_string_lossy().into_owned())
-            .filter(|a| a.ends_with("airlock"))
-            .unwrap_or_else(|| c.get_program().to_string_lossy().into_owned());
-        // A hard link inside the sandbox's tempdir dies with it: keep a
-        // shared copy instead.
-        let m = std::fs::metadata(&prog).unwrap();
-        let shared = std::path::PathBuf::from(format!("/tmp/airlock-test-bin-{}-limits", m.len()));
-        std::fs::create_dir_all(&shared).unwrap();
-        let dst = shared.join("airlock");
-        if std::fs::metadata(&dst).map(|d| d.len()).ok() != Some(m.len()) {
-            let tmp = shared.join(format!("airlock.{}", std::process::id()));
-            std::fs::copy(&prog, &tmp).unwrap();
-            std::fs::rename(&tmp, &dst).unwrap();
-        }
-        Command::new("chmod")
-            .args(["-R", "a+rX", shared.to_str().unwrap()])
-            .status()
-            .unwrap();
-        dst.to_string_lossy().into_owned()
-    })
-    .clone()
-}
-
 pub(crate) fn airlock(mode: Mode) -> Command {
     match (mode, is_root()) {
         (Mode::Rootless, true) => {
@@ -51,7 +17,7 @@ pub(crate) fn airlock(mode: Mode) -> Command {
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
-                &public_binary(),
+                crate::common::shared_public_airlock().to_str().unwrap(),
             ]);
             c.current_dir("/");
             c
