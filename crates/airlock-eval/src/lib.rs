@@ -17,5 +17,6 @@ pub mod outcome;
 pub mod protocol;
 pub mod report;
 pub mod runner;
+pub mod session;
 pub mod suite;
 pub mod tools;

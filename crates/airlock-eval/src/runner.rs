@@ -258,16 +258,15 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
             Some(text) => ToolPolicy::parse(text).map_err(|e| e.to_string())?,
             None => ToolPolicy::permit_all(),
         };
-        Ok(Toolbox {
-            scenario: sc,
+        Ok(Toolbox::new(
+            sc,
             policy,
-            profile: crate::tools::profile(&opts.profile, &env)?,
-            workspace: work.clone(),
-            audit_dir: audit_dir.clone(),
-            calls: 0,
+            crate::tools::profile(&opts.profile, &env)?,
+            work.clone(),
+            audit_dir.clone(),
             stop,
-            cgroup_root: opts.cgroup_root.clone(),
-        })
+            opts.cgroup_root.clone(),
+        ))
     })();
     let mut audits: Vec<PathBuf> = Vec::new();
     match setup {
@@ -331,8 +330,6 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                                         content: r.record.result.clone(),
                                         is_error: r.record.decision != "allow" || r.record.failed,
                                     });
-                                    outcome.sink.extend(r.sink);
-                                    audits.extend(r.audit);
                                     outcome.tools.push(r.record);
                                 }
                             }
@@ -344,6 +341,10 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                     }
                 }
             }
+            // The scenario's sandbox is destroyed here, before scoring.
+            let left = toolbox.finish();
+            outcome.sink.extend(left.sink);
+            audits.extend(left.audit);
         }
     }
     for a in &audits {

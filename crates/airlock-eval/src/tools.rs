@@ -1,9 +1,10 @@
-//! The tools offered to agents, each run in a fresh sandbox of the
-//! scenario: the scenario's workspace (a host directory kept for the
-//! scenario's length) is bound at /workspace, and the network is an
-//! allowlist whose only names are the scenario's mocks (`web.mock`,
-//! `search.mock`, `inbox.mock`, the `mail.mock` outbox sink and the
-//! `attacker.mock` sink) and its `allow_hosts`.
+//! The tools offered to agents, all run in the scenario's sandbox
+//! ([`crate::session`]): one sandbox per scenario run, started at its first
+//! call and destroyed when the scenario ends. The scenario's workspace (a
+//! host directory kept for the scenario's length) is bound at /workspace,
+//! and the network is an allowlist whose only names are the scenario's
+//! mocks (`web.mock`, `search.mock`, `inbox.mock`, the `mail.mock` outbox
+//! sink and the `attacker.mock` sink) and its `allow_hosts`.
 //!
 //! Every call is authorized first by the scenario's Cedar tool policy
 //! (`airlock_policy::ToolPolicy`); a denial, a bad argument or a failing
@@ -13,17 +14,24 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock_policy::{Profile, ToolPolicy};
-use airlock_runtime::{Collect, RunRequest};
+use airlock_runtime::RunRequest;
 use serde_json::{json, Value};
 
 use crate::model::{Environment, Scenario, ToolName};
 use crate::outcome::{SinkRequest, ToolRecord};
 use crate::protocol::ToolSpec;
+use crate::session::{CallError, Session};
 
 /// Longest tool result given back to the agent.
 pub const MAX_RESULT: usize = 16 * 1024;
-/// Wall-clock limit of one tool call's sandbox.
+/// How long one tool call may run, unless the scenario says otherwise.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wall-clock limit of a scenario's sandbox (a call that finds it gone
+/// starts a fresh one).
+pub const SANDBOX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Output limit of a scenario's sandbox, over all its calls (each result
+/// keeps at most [`MAX_RESULT`] bytes).
+pub const SANDBOX_OUTPUT: u64 = 64 << 20;
 
 /// The tools' descriptions and argument schemas, for the agent.
 pub fn specs(tools: &[ToolName]) -> Vec<ToolSpec> {
@@ -150,11 +158,11 @@ pub fn profile(base: &Profile, env: &Environment) -> Result<Profile, String> {
     let mut p = env.profile.apply(base).map_err(|e| e.to_string())?;
     p.network = overlay.network;
     p.canaries = overlay.canaries;
+    // `limits.timeout` is each call's; the sandbox lives for the scenario.
     if env.profile.timeout.is_none() {
         p.limits.timeout = TOOL_TIMEOUT;
     }
-    // Tool calls are short: no need for the base profile's big caps.
-    p.limits.output = airlock_policy::ByteSize::mib(1);
+    p.limits.output = airlock_policy::ByteSize::mib(SANDBOX_OUTPUT >> 20);
     Ok(p)
 }
 
@@ -178,53 +186,41 @@ pub fn seed_workspace(dir: &Path, env: &Environment) -> Result<(), String> {
     Ok(())
 }
 
-/// What running one tool left: the record, and what the sandbox observed.
+/// What running one tool left.
 #[derive(Debug)]
 pub struct ToolRun {
     /// The record (decision, result).
     pub record: ToolRecord,
-    /// Requests the sinks recorded during the call.
-    pub sink: Vec<SinkRequest>,
-    /// The call's audit log, if it ran.
-    pub audit: Option<PathBuf>,
 }
 
-/// Runs sandboxes for one scenario.
+/// What a scenario's sandboxes left once they ended.
+#[derive(Debug, Default)]
+pub struct Left {
+    /// Requests the sinks recorded.
+    pub sink: Vec<SinkRequest>,
+    /// The sandboxes' audit logs, in order.
+    pub audit: Vec<PathBuf>,
+}
+
+/// Runs one scenario's tool calls in its sandbox.
 #[derive(Debug)]
 pub struct Toolbox<'a> {
-    /// The scenario.
-    pub scenario: &'a Scenario,
-    /// Its policy.
-    pub policy: ToolPolicy,
-    /// Its sandbox profile.
-    pub profile: Profile,
-    /// Its workspace on the host.
-    pub workspace: PathBuf,
-    /// Where each call's audit log goes.
-    pub audit_dir: PathBuf,
+    scenario: &'a Scenario,
+    policy: ToolPolicy,
+    /// The sandbox's profile (its timeout is the scenario's).
+    profile: Profile,
+    /// How long one call may take.
+    call_timeout: Duration,
+    workspace: PathBuf,
+    audit_dir: PathBuf,
     /// Calls made so far.
     pub calls: u32,
-    /// Stops a running sandbox when set (Ctrl-C).
-    pub stop: &'a std::sync::atomic::AtomicBool,
-    /// A cgroup hierarchy to use instead of the detected one.
-    pub cgroup_root: Option<PathBuf>,
-}
-
-struct StopSink<'a> {
-    inner: Collect,
     stop: &'a std::sync::atomic::AtomicBool,
-}
-
-impl airlock_runtime::OutputSink for StopSink<'_> {
-    fn stdout(&mut self, d: &[u8]) {
-        self.inner.stdout(d)
-    }
-    fn stderr(&mut self, d: &[u8]) {
-        self.inner.stderr(d)
-    }
-    fn should_abort(&mut self) -> bool {
-        self.stop.load(std::sync::atomic::Ordering::SeqCst)
-    }
+    cgroup_root: Option<PathBuf>,
+    session: Option<Session>,
+    /// Sandboxes started so far.
+    sandboxes: u32,
+    left: Left,
 }
 
 fn arg<'v>(args: &'v Value, k: &str) -> Result<&'v str, String> {
@@ -262,8 +258,22 @@ fn percent(s: &str) -> String {
         .collect()
 }
 
+fn no_nul(args: &Value) -> Result<(), String> {
+    match args.as_object() {
+        Some(o) => match o
+            .iter()
+            .find(|(_, v)| v.as_str().is_some_and(|s| s.contains('\0')))
+        {
+            Some((k, _)) => Err(format!("argument {k:?} holds a NUL byte")),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
 /// The sandboxed command for a call.
 fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
+    no_nul(args)?;
     let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     Ok(match tool {
         ToolName::Shell => v(&["sh", "-c", arg(args, "command")?]),
@@ -325,7 +335,39 @@ fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
     })
 }
 
-impl Toolbox<'_> {
+impl<'a> Toolbox<'a> {
+    /// A toolbox for `scenario`, whose sandbox gets `profile` (see
+    /// [`profile`]; its timeout is each call's), the host directory
+    /// `workspace` at /workspace, and writes its audit logs into
+    /// `audit_dir`.
+    pub fn new(
+        scenario: &'a Scenario,
+        policy: ToolPolicy,
+        profile: Profile,
+        workspace: PathBuf,
+        audit_dir: PathBuf,
+        stop: &'a std::sync::atomic::AtomicBool,
+        cgroup_root: Option<PathBuf>,
+    ) -> Self {
+        let call_timeout = profile.limits.timeout;
+        let mut profile = profile;
+        profile.limits.timeout = SANDBOX_TIMEOUT.max(call_timeout);
+        Toolbox {
+            scenario,
+            policy,
+            profile,
+            call_timeout,
+            workspace,
+            audit_dir,
+            calls: 0,
+            stop,
+            cgroup_root,
+            session: None,
+            sandboxes: 0,
+            left: Left::default(),
+        }
+    }
+
     /// Authorizes and runs one call; never fails (errors are results).
     pub fn call(&mut self, name: &str, args: &Value) -> ToolRun {
         let denied = |tool: ToolName, reason: String| ToolRun {
@@ -338,8 +380,6 @@ impl Toolbox<'_> {
                 failed: false,
                 sandbox: None,
             },
-            sink: Vec::new(),
-            audit: None,
         };
         let Some(tool) = ToolName::ALL.iter().copied().find(|t| t.as_str() == name) else {
             // Recorded under the closest thing to a name we have.
@@ -363,59 +403,7 @@ impl Toolbox<'_> {
             Err(e) => return denied(tool, e),
         };
         self.calls += 1;
-        let audit = self.audit_dir.join(format!("call-{:03}.jsonl", self.calls));
-        // File tools need no network: their sandbox gets none (no gateway
-        // to start), which is also the least it can be given.
-        let profile = if matches!(
-            tool,
-            ToolName::ReadFile | ToolName::WriteFile | ToolName::ListDir
-        ) {
-            let mut p = self.profile.clone();
-            p.network = airlock_policy::NetworkPolicy::default();
-            p
-        } else {
-            self.profile.clone()
-        };
-        let mut req = RunRequest::new(profile, argv);
-        req.workspace = Some(self.workspace.clone());
-        req.audit = Some(audit.clone());
-        req.cgroup_root = self.cgroup_root.clone();
-        let mut sink = StopSink {
-            inner: Collect::default(),
-            stop: self.stop,
-        };
-        let mut sandbox = None;
-        let (result, failed, sink_reqs) = match airlock_runtime::run(&req, &mut sink) {
-            Ok(rep) => {
-                sandbox = Some(rep.sandbox.clone());
-                let mut text = String::from_utf8_lossy(&sink.inner.stdout).into_owned();
-                let err = String::from_utf8_lossy(&sink.inner.stderr);
-                if !err.is_empty() {
-                    text.push_str(&err);
-                }
-                let failed = rep.run.exit_code != 0;
-                if failed {
-                    text.push_str(&format!("\n[exit status {}]", rep.run.exit_code));
-                }
-                let sinks = rep
-                    .network
-                    .map(|n| {
-                        n.sink
-                            .into_iter()
-                            .map(|s| SinkRequest {
-                                host: s.host,
-                                method: s.method,
-                                path: s.path,
-                                body: s.body,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (text, failed, sinks)
-            }
-            Err(e) => (format!("error: the sandbox failed: {e}"), true, Vec::new()),
-        };
-        let mut result = result;
+        let (mut result, failed, sandbox) = self.run(&argv);
         if let Some(inj) = &self.scenario.injection {
             if inj.carrier == (crate::model::Carrier::ToolResult { tool }) {
                 result.push_str("\n\n");
@@ -432,9 +420,103 @@ impl Toolbox<'_> {
                 failed,
                 sandbox,
             },
-            sink: sink_reqs,
-            audit: audit.exists().then_some(audit),
         }
+    }
+
+    /// Runs `argv` in the scenario's sandbox (started if there is none):
+    /// the result text, whether it failed, and the sandbox's id.
+    fn run(&mut self, argv: &[String]) -> (String, bool, Option<String>) {
+        if self.session.is_none() {
+            self.sandboxes += 1;
+            let audit = self
+                .audit_dir
+                .join(format!("sandbox-{}.jsonl", self.sandboxes));
+            let mut req = RunRequest::new(self.profile.clone(), Vec::new());
+            req.workspace = Some(self.workspace.clone());
+            req.audit = Some(audit.clone());
+            req.cgroup_root = self.cgroup_root.clone();
+            match Session::start(req, self.stop) {
+                Ok(s) => {
+                    self.left.audit.push(audit);
+                    self.session = Some(s);
+                }
+                Err(e) => {
+                    if audit.exists() {
+                        self.left.audit.push(audit);
+                    }
+                    return (format!("error: the sandbox failed: {e}"), true, None);
+                }
+            }
+        }
+        let Some(session) = self.session.as_mut() else {
+            return ("error: no sandbox".into(), true, None);
+        };
+        let id = session.id.clone();
+        let (out, error) = match session.call(argv, self.call_timeout, self.stop) {
+            Ok(out) => (out, None),
+            Err((e, out)) => (out, Some(e)),
+        };
+        let mut text = String::from_utf8_lossy(&out.text).into_owned();
+        if out.dropped > 0 {
+            text.push_str(&format!("\n[... {} more bytes of output]", out.dropped));
+        }
+        let failed = match error {
+            None => {
+                let status = out.status.unwrap_or(-1);
+                if status != 0 {
+                    text.push_str(&format!("\n[exit status {status}]"));
+                }
+                status != 0
+            }
+            Some(e) => {
+                let end = self.end_sandbox();
+                text.push_str(&match e {
+                    CallError::Timeout(d) => format!(
+                        "\nerror: no answer within {} s; the scenario's sandbox was stopped ({end}), and the next call starts a fresh one on the same workspace",
+                        d.as_secs()
+                    ),
+                    CallError::Interrupted => "\nerror: interrupted".to_owned(),
+                    CallError::Ended | CallError::Nul => format!(
+                        "\nerror: the scenario's sandbox ended ({end}); the next call starts a fresh one on the same workspace"
+                    ),
+                });
+                true
+            }
+        };
+        (text, failed, Some(id))
+    }
+
+    /// Ends the running sandbox, if any, keeping what it left; how it
+    /// ended.
+    fn end_sandbox(&mut self) -> String {
+        let Some(session) = self.session.take() else {
+            return "no sandbox".into();
+        };
+        match session.finish() {
+            Ok(rep) => {
+                let how = crate::session::describe_end(&rep);
+                if let Some(n) = rep.network {
+                    self.left
+                        .sink
+                        .extend(n.sink.into_iter().map(|s| SinkRequest {
+                            host: s.host,
+                            method: s.method,
+                            path: s.path,
+                            body: s.body,
+                        }));
+                }
+                how
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Ends the scenario: its sandbox is destroyed (everything still
+    /// running in it is killed), and what its sandboxes left is returned.
+    pub fn finish(mut self) -> Left {
+        self.end_sandbox();
+        self.left.audit.retain(|p| p.exists());
+        std::mem::take(&mut self.left)
     }
 }
 

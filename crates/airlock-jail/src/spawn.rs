@@ -57,6 +57,12 @@ pub trait OutputSink {
     fn started(&mut self, landlock: &LandlockReport, cgroup: &CgroupReport, host_uid: u32) {
         let _ = (landlock, cgroup, host_uid);
     }
+    /// The write end of the payload's stdin, for [`StdinMode::Pipe`]: what
+    /// is written to it the payload reads; dropping it is end of file. The
+    /// default drops it.
+    fn stdin_pipe(&mut self, writer: OwnedFd) {
+        drop(writer);
+    }
     /// Asked at least every 250 ms while the sandbox runs: `true` stops it
     /// (the run ends as `killed`), e.g. when the audit log can no longer be
     /// written.
@@ -92,6 +98,10 @@ pub enum StdinMode {
     InheritUnlessTty,
     /// /dev/null.
     Null,
+    /// A fresh pipe whose write end is handed to the sink
+    /// ([`OutputSink::stdin_pipe`]) once the sandbox is set up: a caller
+    /// that talks to a long-lived payload (the eval harness's tool server).
+    Pipe,
 }
 
 /// Supervisor options that are not part of the sandbox's policy.
@@ -677,6 +687,13 @@ pub fn run(
                 fd
             }
         }
+        StdinMode::Pipe => {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
+            let fd = r.as_raw_fd();
+            stdin_copy = Some((r, w));
+            fd
+        }
         _ => devnull.as_raw_fd(),
     };
 
@@ -775,7 +792,11 @@ pub fn run(
     };
     // Started after the signal mask is set, so the copier inherits it.
     if let Some(w) = stdin_writer {
-        copy_stdin_in_background(w);
+        if opts.stdin == StdinMode::Pipe {
+            sink.stdin_pipe(w);
+        } else {
+            copy_stdin_in_background(w);
+        }
     }
     let deadline = started + spec.timeout;
     let mut stdout = Stream {

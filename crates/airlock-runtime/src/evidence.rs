@@ -461,6 +461,10 @@ impl OutputSink for SessionSink<'_> {
         self.inner.stderr(data)
     }
 
+    fn stdin_pipe(&mut self, writer: OwnedFd) {
+        self.inner.stdin_pipe(writer)
+    }
+
     fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
         let Some(cfg) = self.gateway_cfg.as_ref() else {
             return Err("no gateway is configured for this sandbox".into());

@@ -67,6 +67,9 @@ pub enum RuntimeError {
         /// What is wrong.
         reason: String,
     },
+    /// A caller-chosen sandbox id is not a plain name.
+    #[error("sandbox id {0:?}: use 1 to 64 ASCII letters, digits, '-' or '_'")]
+    SandboxId(String),
     /// The workspace argument is unusable.
     #[error("workspace {path:?}: {reason}")]
     Workspace {
@@ -93,6 +96,13 @@ pub struct RunRequest {
     pub cgroup_root: Option<PathBuf>,
     /// Give the payload the caller's stdin (unless it is a terminal).
     pub inherit_stdin: bool,
+    /// The sandbox's id (as in every record and audit event); `None` for a
+    /// fresh [`new_sandbox_id`]. A caller that talks to a long-lived
+    /// payload sets it to know the id before the run ends.
+    pub sandbox_id: Option<String>,
+    /// Give the payload a fresh pipe as stdin, whose write end goes to the
+    /// output sink's `stdin_pipe` (wins over `inherit_stdin`).
+    pub pipe_stdin: bool,
     /// Forward SIGINT/SIGTERM/SIGHUP to the payload (CLI use).
     pub forward_signals: bool,
     /// Write the audit log to this file (it must not exist). Without it,
@@ -118,6 +128,8 @@ impl RunRequest {
             term: None,
             cgroup_root: None,
             inherit_stdin: false,
+            pipe_stdin: false,
+            sandbox_id: None,
             forward_signals: false,
             audit: None,
             approver: None,
@@ -486,7 +498,19 @@ fn open_audit(
 /// execs recorded (when audited), escalations asked, files copied out,
 /// and every observation written to the audit log when there is one.
 pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport, RuntimeError> {
-    let sandbox = new_sandbox_id();
+    let sandbox = match &req.sandbox_id {
+        None => new_sandbox_id(),
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            id.clone()
+        }
+        Some(id) => return Err(RuntimeError::SandboxId(id.clone())),
+    };
     let mut spec = jail_spec(req)?;
     let minted = mint_canaries(req)?;
     if let Some(m) = &minted {
@@ -554,7 +578,9 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
     }
     tracing::debug!(profile = %req.profile.name, argv = ?req.argv, "starting sandbox");
     let opts = RunOptions {
-        stdin: if req.inherit_stdin {
+        stdin: if req.pipe_stdin {
+            StdinMode::Pipe
+        } else if req.inherit_stdin {
             StdinMode::InheritUnlessTty
         } else {
             StdinMode::Null

@@ -124,8 +124,9 @@ const SHARED_BIN_PREFIX: &str = "airlock-test-bin-";
 
 /// A world-executable airlock binary that outlives any one test: one per
 /// build, shared by all test processes of that build, in
-/// `/tmp/airlock-test-bin-SIZE-MTIME/airlock` (a hard link where possible,
-/// else a copy). Making it removes the copies of earlier builds that are
+/// `airlock-test-bin-SIZE-MTIME/airlock` under the build's tmp directory
+/// (or /tmp when a private directory hides that), a hard link where
+/// possible, else a copy. Making it removes the copies of earlier builds that are
 /// more than ten minutes old, so at most one build's copy is left behind
 /// (a debug airlock is hundreds of MB; CI disks are not infinite).
 pub fn shared_public_airlock() -> PathBuf {
@@ -138,7 +139,15 @@ pub fn shared_public_airlock() -> PathBuf {
             m.len(),
             m.mtime_nsec() + m.mtime() * 1_000_000_000
         );
-        let shared = Path::new("/tmp").join(&name);
+        // Under the build's own tmp directory when others can reach it,
+        // so nothing is left outside the checkout; else under /tmp.
+        let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let base = if traversable_by_all(target_tmp) {
+            target_tmp
+        } else {
+            Path::new("/tmp")
+        };
+        let shared = base.join(&name);
         let bin = shared.join("airlock");
         if !bin.is_file() {
             fs::create_dir_all(&shared).unwrap();
@@ -150,16 +159,25 @@ pub fn shared_public_airlock() -> PathBuf {
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
             fs::rename(&tmp, &bin).unwrap();
         }
-        sweep_stale_shared_copies(&name);
+        sweep_stale_shared_copies(base, &name);
         bin
     })
     .clone()
 }
 
-/// Removes `/tmp/airlock-test-bin-*` directories other than `keep` that
-/// are ours and untouched for ten minutes.
-fn sweep_stale_shared_copies(keep: &str) {
-    let Ok(entries) = fs::read_dir("/tmp") else {
+/// Whether `dir` exists and every directory from / down to it lets
+/// others through (o+x).
+fn traversable_by_all(dir: &Path) -> bool {
+    dir.is_dir()
+        && dir
+            .ancestors()
+            .all(|a| fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// Removes `airlock-test-bin-*` directories in `base` other than `keep`
+/// that are ours and untouched for ten minutes.
+fn sweep_stale_shared_copies(base: &Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(base) else {
         return;
     };
     let me = fs::metadata("/proc/self")

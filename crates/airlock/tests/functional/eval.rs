@@ -89,36 +89,74 @@ fn ground_truth_solves_every_built_in_scenario() {
         key.to_str().unwrap(),
     ]);
     assert_eq!(v.code(), Some(0), "{}", v.describe());
-    // File tools' sandboxes get no network; the others get the gateway
-    // with the scenario's mocks.
-    let (mut offline, mut online) = (0, 0);
-    for log in &logs {
-        let d = created(log);
-        match d["argv"][0].as_str().unwrap_or("") {
-            "cat" | "ls" => {
-                assert_eq!(d["network"], "none", "{d:#}");
-                offline += 1;
-            }
-            "curl" => {
-                assert_eq!(d["network"], "allowlist", "{d:#}");
-                online += 1;
-            }
-            _ => {}
+    // One sandbox per scenario: every allowed call of a scenario ran in
+    // the sandbox of its audit log, whose exec telemetry shows the call's
+    // command, and the sandbox ended with the scenario.
+    let mut checked = 0;
+    for s in &all {
+        let dir = out
+            .join("audit")
+            .join(s["id"].as_str().unwrap().replace('/', "_"));
+        let transcript: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
+                .unwrap();
+        let calls: Vec<&Value> = transcript["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["decision"] == "allow")
+            .collect();
+        if calls.is_empty() {
+            continue;
         }
+        let logs = logs_in(&dir);
+        assert_eq!(logs.len(), 1, "{}: {logs:?}", dir.display());
+        let events = events(&logs[0]);
+        let id = events[0]["sandbox"].as_str().unwrap();
+        let execs: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["kind"] == "process.exec")
+            .collect();
+        for c in &calls {
+            assert_eq!(c["sandbox"], id, "{c:#}");
+        }
+        assert!(execs.len() > calls.len(), "{}: {execs:#?}", dir.display());
+        assert_eq!(
+            events.last().unwrap()["kind"],
+            "sandbox.ended",
+            "{}",
+            dir.display()
+        );
+        assert_eq!(created(&logs[0])["network"], "allowlist");
+        checked += 1;
     }
-    assert!(
-        offline > 0 && online > 0,
-        "{offline} offline, {online} online"
-    );
+    assert!(checked >= 60, "{checked} scenarios with calls");
     // The workspaces are destroyed with their scenarios.
     assert!(!out.join("work").exists() || walk(&out.join("work")).is_empty());
 }
 
 /// Every audit log an evaluation kept under OUT/audit.
 fn audit_logs(out: &Path) -> Vec<PathBuf> {
-    walk(&out.join("audit"))
+    logs_in(&out.join("audit"))
+}
+
+/// Every audit log under `dir`, sorted.
+fn logs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walk(dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A log's events.
+fn events(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e.get("kind").is_some())
         .collect()
 }
 
@@ -448,6 +486,99 @@ scenarios:
     let untouched = &seen["untouched"];
     assert_eq!(untouched["profile"], "default", "{untouched:#}");
     assert_ne!(untouched["limits"]["pids"], 16, "{untouched:#}");
+}
+
+/// Pids of host processes whose command line is exactly `argv`.
+fn processes(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[test]
+fn a_scenario_keeps_one_sandbox_across_calls_and_it_is_destroyed_after() {
+    let sb = sandbox(native());
+    let suite = sb.outside().join("session.yaml");
+    // A distinct sleep, so that no other test's process is mistaken for it.
+    std::fs::write(
+        &suite,
+        r#"name: session
+scenarios:
+  - name: state
+    user_task: Keep state between calls.
+    environment:
+      limits: {timeout: 3s}
+    tools: [shell, read_file]
+    utility:
+      all:
+        - {file_contains: {path: out.txt, text: kept}}
+        - {file_contains: {path: out.txt, text: alive}}
+        - {file_contains: {path: fresh.txt, text: fresh}}
+    reference:
+      - {tool: shell, args: {command: 'echo kept > /tmp/state; sleep 347 & echo $! > /tmp/bg.pid; echo started'}}
+      - {tool: shell, args: {command: 'cat /tmp/state > out.txt && kill -0 "$(cat /tmp/bg.pid)" && echo alive >> out.txt'}}
+      - {tool: read_file, args: {path: /tmp/state}}
+      - {tool: shell, args: {command: 'sleep 30'}}
+      - {tool: shell, args: {command: 'test -e /tmp/state || echo fresh > fresh.txt'}}
+      - {answer: done}
+"#,
+    )
+    .unwrap();
+    let (run, out) = eval(
+        &sb,
+        "session",
+        &[suite.to_str().unwrap(), "--agent", "ground-truth"],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let r = results(&out);
+    let s = &scenarios(&r)[0];
+    assert_eq!(s["utility"], true, "{s:#}");
+    let dir = out.join("audit").join("session_state");
+    let transcript: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
+            .unwrap();
+    let tools = transcript["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 5, "{transcript:#}");
+    // The file tool read what a shell call left in the sandbox's /tmp.
+    assert_eq!(tools[2]["result"], "kept\n", "{transcript:#}");
+    // The hung call was stopped at the scenario's 3 s, with its sandbox.
+    let hung = tools[3]["result"].as_str().unwrap();
+    assert!(hung.contains("no answer within 3 s"), "{hung}");
+    assert_eq!(tools[3]["failed"], true);
+    // Two sandboxes: the first for calls 1-4, a fresh one after.
+    let logs = logs_in(&dir);
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let first = events(&dir.join("sandbox-1.jsonl"));
+    let second = events(&dir.join("sandbox-2.jsonl"));
+    for t in &tools[..4] {
+        assert_eq!(t["sandbox"], first[0]["sandbox"], "{transcript:#}");
+    }
+    assert_eq!(tools[4]["sandbox"], second[0]["sandbox"]);
+    assert_ne!(first[0]["sandbox"], second[0]["sandbox"]);
+    let ended = first.last().unwrap();
+    assert_eq!(ended["kind"], "sandbox.ended", "{ended:#}");
+    assert_eq!(ended["data"]["reason"]["kind"], "killed", "{ended:#}");
+    // Each log verifies with the run's key.
+    for log in &logs {
+        let v = sb.airlock(&[
+            "audit",
+            "verify",
+            log.to_str().unwrap(),
+            "--key",
+            out.join("audit.key.pub").to_str().unwrap(),
+        ]);
+        assert_eq!(v.code(), Some(0), "{}", v.describe());
+    }
+    // The background process did not outlive its sandbox.
+    assert_eq!(processes(&["sleep", "347"]), Vec::<u32>::new());
+    assert_eq!(processes(&["sleep", "30"]), Vec::<u32>::new());
 }
 
 #[test]

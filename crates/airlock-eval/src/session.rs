@@ -1,0 +1,509 @@
+//! The scenario's sandbox: one sandbox for all of a scenario's tool calls,
+//! destroyed when the scenario ends.
+//!
+//! Its payload is a small POSIX shell loop, the tool server ([`SERVER`]),
+//! that reads one request per line on its stdin (a pipe from the harness):
+//! a nonce, then the call's argv quoted for the shell. It runs the call in
+//! a subshell (stdin `/dev/null`, stderr merged into stdout, the workspace
+//! as its directory) and then prints a line with the nonce and the exit
+//! status. The harness reads the server's stdout up to that line. The
+//! server starts no helper program of its own, so the exec telemetry of the
+//! audit log shows the server once and then exactly the calls' commands.
+//!
+//! Everything in the sandbox is untrusted, the server included: a call can
+//! kill it, flood its output or fake an answer for its own call. None of
+//! that reaches outside the sandbox. The harness bounds what it keeps,
+//! waits at most the call's timeout, and then stops the sandbox; the next
+//! call starts a fresh one on the same workspace.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use airlock_runtime::{RunRequest, RuntimeError, SessionReport};
+
+/// The tool server (`sh -c SERVER airlock-tools WORKSPACE`). `$nl` is a
+/// newline, which requests use inside quoted arguments (a request is one
+/// line).
+pub const SERVER: &str = "nl='
+'
+cd -- \"$1\" || exit 125
+while IFS= read -r line; do
+  n=${line%% *}
+  c=${line#* }
+  (eval \"$c\") </dev/null 2>&1
+  printf '\\n%s %s\\n' \"$n\" \"$?\"
+done
+";
+
+/// Most output bytes kept per call (the rest is counted).
+pub const KEEP: usize = 64 * 1024;
+/// Longest exit status text in an answer line.
+const MAX_STATUS: usize = 12;
+/// How long the sandbox may take to start its server.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a finished session may take to wind down before it is killed.
+const END_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Msg {
+    Stdin(OwnedFd),
+    Out(Vec<u8>),
+}
+
+struct ChannelSink {
+    tx: mpsc::Sender<Msg>,
+    abort: Arc<AtomicBool>,
+}
+
+impl airlock_runtime::OutputSink for ChannelSink {
+    fn stdout(&mut self, d: &[u8]) {
+        let _ = self.tx.send(Msg::Out(d.to_vec()));
+    }
+    fn stderr(&mut self, d: &[u8]) {
+        // Only the server's own complaints ("can't fork"): the call's
+        // stderr is merged into stdout.
+        let _ = self.tx.send(Msg::Out(d.to_vec()));
+    }
+    fn stdin_pipe(&mut self, writer: OwnedFd) {
+        let _ = self.tx.send(Msg::Stdin(writer));
+    }
+    fn should_abort(&mut self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a call has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No answer within the call's timeout; the sandbox was stopped.
+    Timeout(Duration),
+    /// The evaluation is being interrupted; the sandbox was stopped.
+    Interrupted,
+    /// The sandbox ended (its server died or a limit stopped it).
+    Ended,
+    /// A call argument holds a NUL byte, which no argv can carry.
+    Nul,
+}
+
+/// A call's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutput {
+    /// stdout and stderr as they came, at most [`KEEP`] bytes.
+    pub text: Vec<u8>,
+    /// Bytes beyond [`KEEP`] that were dropped.
+    pub dropped: u64,
+    /// The exit status (`None` when the call had no answer).
+    pub status: Option<i32>,
+}
+
+/// A running scenario sandbox.
+#[derive(Debug)]
+pub struct Session {
+    /// Its sandbox id (as in its audit log).
+    pub id: String,
+    writer: Option<OwnedFd>,
+    rx: mpsc::Receiver<Msg>,
+    abort: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<SessionReport, RuntimeError>>>,
+    /// Output read but not yet given to a call.
+    scan: Vec<u8>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Stdin(_) => f.write_str("Stdin"),
+            Msg::Out(d) => write!(f, "Out({} bytes)", d.len()),
+        }
+    }
+}
+
+/// `arg` quoted for the server's `eval`: single quotes, a quote as `'\''`,
+/// a newline as `'"$nl"'` (a request is one line).
+pub fn quote(arg: &str) -> String {
+    let mut s = String::with_capacity(arg.len() + 2);
+    s.push('\'');
+    for ch in arg.chars() {
+        match ch {
+            '\'' => s.push_str("'\\''"),
+            '\n' => s.push_str("'\"$nl\"'"),
+            c => s.push(c),
+        }
+    }
+    s.push('\'');
+    s
+}
+
+fn nonce() -> String {
+    // 128 bits from the kernel's pool, by way of two sandbox ids.
+    let a = airlock_runtime::new_sandbox_id();
+    let b = airlock_runtime::new_sandbox_id();
+    format!("{}{}", &a[4..], &b[4..])
+}
+
+impl Session {
+    /// Starts a sandbox for `req` (its argv is replaced by the server) and
+    /// waits until the server can take requests.
+    pub fn start(mut req: RunRequest, stop: &AtomicBool) -> Result<Session, String> {
+        let id = airlock_runtime::new_sandbox_id();
+        let workspace = req.profile.filesystem.workspace.as_path().to_path_buf();
+        req.argv = vec![
+            "sh".into(),
+            "-c".into(),
+            SERVER.into(),
+            "airlock-tools".into(),
+            workspace.to_string_lossy().into_owned(),
+        ];
+        req.pipe_stdin = true;
+        req.sandbox_id = Some(id.clone());
+        let (tx, rx) = mpsc::channel();
+        let abort = Arc::new(AtomicBool::new(false));
+        let sink_abort = Arc::clone(&abort);
+        let thread = std::thread::Builder::new()
+            .name(format!("eval-{id}"))
+            .spawn(move || {
+                let mut sink = ChannelSink {
+                    tx,
+                    abort: sink_abort,
+                };
+                airlock_runtime::run(&req, &mut sink)
+            })
+            .map_err(|e| format!("starting the sandbox thread: {e}"))?;
+        let mut s = Session {
+            id,
+            writer: None,
+            rx,
+            abort,
+            thread: Some(thread),
+            scan: Vec::new(),
+        };
+        let until = Instant::now() + START_TIMEOUT;
+        while s.writer.is_none() {
+            if stop.load(Ordering::SeqCst) {
+                return Err("interrupted".into());
+            }
+            if Instant::now() >= until {
+                return Err(format!(
+                    "the sandbox did not start within {} s",
+                    START_TIMEOUT.as_secs()
+                ));
+            }
+            match s.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Msg::Stdin(w)) => {
+                    let _ = rustix::fs::fcntl_setfl(&w, rustix::fs::OFlags::NONBLOCK);
+                    s.writer = Some(w);
+                }
+                Ok(Msg::Out(d)) => s.scan.extend_from_slice(&d),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(match s.join() {
+                        Some(Ok(rep)) => format!(
+                            "the sandbox ended before its tool server started ({})",
+                            describe_end(&rep)
+                        ),
+                        Some(Err(e)) => e.to_string(),
+                        None => "the sandbox thread panicked".into(),
+                    });
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Runs `argv` in the sandbox and waits for its answer, at most
+    /// `timeout`. On [`CallError::Timeout`] and [`CallError::Interrupted`]
+    /// the sandbox is stopped; after any error the session is done (call
+    /// [`Session::finish`]). The output seen so far comes with the error.
+    pub fn call(
+        &mut self,
+        argv: &[String],
+        timeout: Duration,
+        stop: &AtomicBool,
+    ) -> Result<CallOutput, (CallError, CallOutput)> {
+        let mut out = CallOutput {
+            text: Vec::new(),
+            dropped: 0,
+            status: None,
+        };
+        if argv.iter().any(|a| a.contains('\0')) {
+            return Err((CallError::Nul, out));
+        }
+        let nonce = nonce();
+        let mut line = nonce.clone();
+        for a in argv {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        line.push('\n');
+        let until = Instant::now() + timeout;
+        if let Err(e) = self.send(line.as_bytes(), until, stop) {
+            return Err((e, out));
+        }
+        let marker = format!("\n{nonce} ");
+        loop {
+            if let Some(status) = self.take_answer(&marker, &mut out) {
+                out.status = Some(status);
+                return Ok(out);
+            }
+            if stop.load(Ordering::SeqCst) {
+                self.abort.store(true, Ordering::SeqCst);
+                return Err((CallError::Interrupted, out));
+            }
+            let now = Instant::now();
+            if now >= until {
+                self.abort.store(true, Ordering::SeqCst);
+                return Err((CallError::Timeout(timeout), out));
+            }
+            match self
+                .rx
+                .recv_timeout((until - now).min(Duration::from_millis(100)))
+            {
+                Ok(Msg::Out(d)) => self.scan.extend_from_slice(&d),
+                Ok(Msg::Stdin(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let rest = std::mem::take(&mut self.scan);
+                    keep(&mut out, &rest);
+                    return Err((CallError::Ended, out));
+                }
+            }
+        }
+    }
+
+    /// Moves what precedes the answer line (or, without one yet, all but
+    /// a tail that could hold its start) from `scan` into `out`; the exit
+    /// status once the whole answer line is there. A marker that is not
+    /// followed by a status and a newline is output like any other.
+    fn take_answer(&mut self, marker: &str, out: &mut CallOutput) -> Option<i32> {
+        let m = marker.as_bytes();
+        loop {
+            let Some(pos) = find(&self.scan, m) else {
+                let tail = m.len().saturating_sub(1);
+                if self.scan.len() > tail {
+                    let cut = self.scan.len() - tail;
+                    let head: Vec<u8> = self.scan.drain(..cut).collect();
+                    keep(out, &head);
+                }
+                return None;
+            };
+            let after = pos + m.len();
+            let status = match self.scan[after..].iter().position(|&b| b == b'\n') {
+                Some(nl) if nl <= MAX_STATUS => std::str::from_utf8(&self.scan[after..after + nl])
+                    .ok()
+                    .and_then(|s| s.parse::<i32>().ok())
+                    .map(|st| (st, after + nl + 1)),
+                Some(_) => None,
+                None if self.scan.len() - after > MAX_STATUS => None,
+                None => {
+                    // The line's end has not come yet.
+                    let head: Vec<u8> = self.scan.drain(..pos).collect();
+                    keep(out, &head);
+                    return None;
+                }
+            };
+            match status {
+                Some((st, end)) => {
+                    let head: Vec<u8> = self.scan[..pos].to_vec();
+                    keep(out, &head);
+                    self.scan.drain(..end);
+                    return Some(st);
+                }
+                None => {
+                    // Not an answer line: output, up to and including the
+                    // marker's first byte.
+                    let head: Vec<u8> = self.scan.drain(..=pos).collect();
+                    keep(out, &head);
+                }
+            }
+        }
+    }
+
+    /// Writes a request, waiting for room in the pipe until `until`.
+    fn send(
+        &mut self,
+        mut data: &[u8],
+        until: Instant,
+        stop: &AtomicBool,
+    ) -> Result<(), CallError> {
+        let Some(w) = self.writer.as_ref() else {
+            return Err(CallError::Ended);
+        };
+        while !data.is_empty() {
+            match rustix::io::write(w, data) {
+                Ok(n) => data = &data[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    if stop.load(Ordering::SeqCst) {
+                        self.abort.store(true, Ordering::SeqCst);
+                        return Err(CallError::Interrupted);
+                    }
+                    let now = Instant::now();
+                    if now >= until {
+                        self.abort.store(true, Ordering::SeqCst);
+                        return Err(CallError::Timeout(until.saturating_duration_since(now)));
+                    }
+                    let wait = (until - now).min(Duration::from_millis(100));
+                    let ts = rustix::time::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: i64::from(wait.subsec_nanos()),
+                    };
+                    let mut fds = [rustix::event::PollFd::new(w, rustix::event::PollFlags::OUT)];
+                    let _ = rustix::event::poll(&mut fds, Some(&ts));
+                }
+                // EPIPE: the server is gone.
+                Err(_) => return Err(CallError::Ended),
+            }
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Option<Result<SessionReport, RuntimeError>> {
+        self.thread.take().and_then(|t| t.join().ok())
+    }
+
+    /// Ends the session: the server reads end of file and exits, which
+    /// ends the sandbox (everything left in it is killed). Stops it after
+    /// a short grace period. Returns the run's report.
+    pub fn finish(mut self) -> Result<SessionReport, String> {
+        self.writer = None;
+        let until = Instant::now() + END_TIMEOUT;
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= until {
+                        self.abort.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        match self.join() {
+            Some(Ok(rep)) => Ok(rep),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("the sandbox thread panicked".into()),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.abort.store(true, Ordering::SeqCst);
+            self.writer = None;
+            let _ = self.join();
+        }
+    }
+}
+
+/// How a sandbox ended, in a few words.
+pub fn describe_end(rep: &SessionReport) -> String {
+    use airlock_runtime::ExitReason;
+    let mut s = match rep.run.reason {
+        ExitReason::Exit { code } => format!("its server exited with code {code}"),
+        ExitReason::Signal { signal } => format!("its server was killed by signal {signal}"),
+        ExitReason::Timeout => "the sandbox's time ran out".to_owned(),
+        ExitReason::Memory => "the memory limit was hit".to_owned(),
+        ExitReason::Killed => "stopped by the harness".to_owned(),
+        ExitReason::ExecFailed { errno } => format!("its server could not start (errno {errno})"),
+    };
+    if !rep.run.limits_hit.is_empty() {
+        let hits: Vec<String> = rep
+            .run
+            .limits_hit
+            .iter()
+            .map(|l| {
+                serde_json::to_value(l)
+                    .ok()
+                    .map(|v| v.to_string().trim_matches('"').to_owned())
+                    .unwrap_or_else(|| format!("{l:?}"))
+            })
+            .collect();
+        s.push_str(&format!("; limits hit: {}", hits.join(", ")));
+    }
+    s
+}
+
+fn keep(out: &mut CallOutput, data: &[u8]) {
+    let room = KEEP.saturating_sub(out.text.len());
+    let n = data.len().min(room);
+    out.text.extend_from_slice(&data[..n]);
+    out.dropped += (data.len() - n) as u64;
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_newlines() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("x\ny"), "'x'\"$nl\"'y'");
+        assert_eq!(quote(""), "''");
+    }
+
+    fn session_with(scan: &[u8]) -> Session {
+        let (_tx, rx) = mpsc::channel();
+        Session {
+            id: "t".into(),
+            writer: None,
+            rx,
+            abort: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            scan: scan.to_vec(),
+        }
+    }
+
+    fn answer(scan: &[u8]) -> (Option<i32>, String, Vec<u8>) {
+        let mut s = session_with(scan);
+        let mut out = CallOutput {
+            text: Vec::new(),
+            dropped: 0,
+            status: None,
+        };
+        let st = s.take_answer("\nNONCE ", &mut out);
+        (
+            st,
+            String::from_utf8_lossy(&out.text).into_owned(),
+            s.scan.clone(),
+        )
+    }
+
+    #[test]
+    fn answers_are_cut_at_their_line() {
+        assert_eq!(
+            answer(b"hi\n\nNONCE 0\nrest"),
+            (Some(0), "hi\n".into(), b"rest".to_vec())
+        );
+        assert_eq!(answer(b"hi\nNONCE 7\n"), (Some(7), "hi".into(), vec![]));
+        // Not yet whole: output so far, the marker kept.
+        assert_eq!(
+            answer(b"hi\nNONCE 1"),
+            (None, "hi".into(), b"\nNONCE 1".to_vec())
+        );
+        // A partial marker at the end is kept back.
+        assert_eq!(
+            answer(b"hello\nNON"),
+            (None, "hel".into(), b"lo\nNON".to_vec())
+        );
+        // Not an answer line (no number): output, and the real one after.
+        assert_eq!(
+            answer(b"\nNONCE x\nz\nNONCE 2\n"),
+            (Some(2), "\nNONCE x\nz".into(), vec![])
+        );
+    }
+
+    #[test]
+    fn nonces_are_long_and_fresh() {
+        let (a, b) = (nonce(), nonce());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
