@@ -17,7 +17,7 @@
 //! call starts a fresh one on the same workspace.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -50,26 +50,79 @@ const END_TIMEOUT: Duration = Duration::from_secs(5);
 enum Msg {
     Stdin(OwnedFd),
     Out(Vec<u8>),
+    /// Output bytes dropped in an overflow.
+    Skipped(u64),
 }
+
+/// Most output bytes queued for the harness. Past it (a flood faster than
+/// the harness reads, or while no call waits) the output in between is
+/// counted and only its last [`OVERFLOW_TAIL`] bytes are kept, so that the
+/// answer line that ends a call still arrives.
+const MAX_QUEUED: usize = 4 << 20;
+/// What is kept of output that overflowed the queue: its end.
+const OVERFLOW_TAIL: usize = 64 * 1024;
 
 struct ChannelSink {
     tx: mpsc::Sender<Msg>,
     abort: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
+    /// Overflowed bytes not sent (beyond `tail`).
+    skipped: u64,
+    tail: Vec<u8>,
+}
+
+impl ChannelSink {
+    fn send(&mut self, d: Vec<u8>) {
+        self.queued.fetch_add(d.len(), Ordering::SeqCst);
+        let _ = self.tx.send(Msg::Out(d));
+    }
+
+    fn out(&mut self, d: &[u8]) {
+        let room = |q: &AtomicUsize, n: usize| q.load(Ordering::SeqCst) + n <= MAX_QUEUED;
+        if self.tail.is_empty() && room(&self.queued, d.len()) {
+            self.send(d.to_vec());
+            return;
+        }
+        self.tail.extend_from_slice(d);
+        if self.tail.len() > OVERFLOW_TAIL {
+            let cut = self.tail.len() - OVERFLOW_TAIL;
+            self.tail.drain(..cut);
+            self.skipped += cut as u64;
+        }
+        self.flush();
+    }
+
+    /// Sends the overflow's count and tail once there is room again.
+    fn flush(&mut self) {
+        if self.tail.is_empty() || self.queued.load(Ordering::SeqCst) + self.tail.len() > MAX_QUEUED
+        {
+            return;
+        }
+        if self.skipped > 0 {
+            let _ = self.tx.send(Msg::Skipped(self.skipped));
+            self.skipped = 0;
+        }
+        let t = std::mem::take(&mut self.tail);
+        self.send(t);
+    }
 }
 
 impl airlock_runtime::OutputSink for ChannelSink {
     fn stdout(&mut self, d: &[u8]) {
-        let _ = self.tx.send(Msg::Out(d.to_vec()));
+        self.out(d)
     }
     fn stderr(&mut self, d: &[u8]) {
         // Only the server's own complaints ("can't fork"): the call's
         // stderr is merged into stdout.
-        let _ = self.tx.send(Msg::Out(d.to_vec()));
+        self.out(d)
     }
     fn stdin_pipe(&mut self, writer: OwnedFd) {
         let _ = self.tx.send(Msg::Stdin(writer));
     }
     fn should_abort(&mut self) -> bool {
+        // Asked every 250 ms at least: the overflow's tail is sent even
+        // when no more output comes.
+        self.flush();
         self.abort.load(Ordering::SeqCst)
     }
 }
@@ -106,6 +159,7 @@ pub struct Session {
     writer: Option<OwnedFd>,
     rx: mpsc::Receiver<Msg>,
     abort: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
     thread: Option<JoinHandle<Result<SessionReport, RuntimeError>>>,
     /// Output read but not yet given to a call.
     scan: Vec<u8>,
@@ -116,6 +170,7 @@ impl std::fmt::Debug for Msg {
         match self {
             Msg::Stdin(_) => f.write_str("Stdin"),
             Msg::Out(d) => write!(f, "Out({} bytes)", d.len()),
+            Msg::Skipped(n) => write!(f, "Skipped({n})"),
         }
     }
 }
@@ -161,12 +216,17 @@ impl Session {
         let (tx, rx) = mpsc::channel();
         let abort = Arc::new(AtomicBool::new(false));
         let sink_abort = Arc::clone(&abort);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let sink_queued = Arc::clone(&queued);
         let thread = std::thread::Builder::new()
             .name(format!("eval-{id}"))
             .spawn(move || {
                 let mut sink = ChannelSink {
                     tx,
                     abort: sink_abort,
+                    queued: sink_queued,
+                    skipped: 0,
+                    tail: Vec::new(),
                 };
                 airlock_runtime::run(&req, &mut sink)
             })
@@ -176,6 +236,7 @@ impl Session {
             writer: None,
             rx,
             abort,
+            queued,
             thread: Some(thread),
             scan: Vec::new(),
         };
@@ -195,7 +256,8 @@ impl Session {
                     let _ = rustix::fs::fcntl_setfl(&w, rustix::fs::OFlags::NONBLOCK);
                     s.writer = Some(w);
                 }
-                Ok(Msg::Out(d)) => s.scan.extend_from_slice(&d),
+                Ok(Msg::Out(d)) => s.received(&d),
+                Ok(Msg::Skipped(_)) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(match s.join() {
@@ -260,7 +322,8 @@ impl Session {
                 .rx
                 .recv_timeout((until - now).min(Duration::from_millis(100)))
             {
-                Ok(Msg::Out(d)) => self.scan.extend_from_slice(&d),
+                Ok(Msg::Out(d)) => self.received(&d),
+                Ok(Msg::Skipped(n)) => out.dropped += n,
                 Ok(Msg::Stdin(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let rest = std::mem::take(&mut self.scan);
@@ -269,6 +332,11 @@ impl Session {
                 }
             }
         }
+    }
+
+    fn received(&mut self, d: &[u8]) {
+        self.queued.fetch_sub(d.len(), Ordering::SeqCst);
+        self.scan.extend_from_slice(d);
     }
 
     /// Moves what precedes the answer line (or, without one yet, all but
@@ -433,7 +501,7 @@ fn keep(out: &mut CallOutput, data: &[u8]) {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
@@ -455,6 +523,7 @@ mod tests {
             writer: None,
             rx,
             abort: Arc::new(AtomicBool::new(false)),
+            queued: Arc::new(AtomicUsize::new(0)),
             thread: None,
             scan: scan.to_vec(),
         }

@@ -525,6 +525,7 @@ scenarios:
       - {tool: shell, args: {command: 'echo kept > /tmp/state; sleep 347 & echo $! > /tmp/bg.pid; echo started'}}
       - {tool: shell, args: {command: 'cat /tmp/state > out.txt && kill -0 "$(cat /tmp/bg.pid)" && echo alive >> out.txt'}}
       - {tool: read_file, args: {path: /tmp/state}}
+      - {tool: shell, args: {command: 'head -c 20000000 /dev/zero | tr "\0" x'}}
       - {tool: shell, args: {command: 'sleep 30'}}
       - {tool: shell, args: {command: 'test -e /tmp/state || echo fresh > fresh.txt'}}
       - {answer: done}
@@ -545,22 +546,29 @@ scenarios:
         serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
             .unwrap();
     let tools = transcript["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 5, "{transcript:#}");
+    assert_eq!(tools.len(), 6, "{transcript:#}");
     // The file tool read what a shell call left in the sandbox's /tmp.
     assert_eq!(tools[2]["result"], "kept\n", "{transcript:#}");
+    // 20 MB of output: cut for the agent, and its answer still arrived.
+    let flood = tools[3]["result"].as_str().unwrap();
+    assert!(
+        flood.starts_with("xxxx") && flood.contains("output cut"),
+        "{flood:.200}"
+    );
+    assert_eq!(tools[3]["failed"], false, "{flood:.200}");
     // The hung call was stopped at the scenario's 3 s, with its sandbox.
-    let hung = tools[3]["result"].as_str().unwrap();
+    let hung = tools[4]["result"].as_str().unwrap();
     assert!(hung.contains("no answer within 3 s"), "{hung}");
-    assert_eq!(tools[3]["failed"], true);
-    // Two sandboxes: the first for calls 1-4, a fresh one after.
+    assert_eq!(tools[4]["failed"], true);
+    // Two sandboxes: the first for calls 1-5, a fresh one after.
     let logs = logs_in(&dir);
     assert_eq!(logs.len(), 2, "{logs:?}");
     let first = events(&dir.join("sandbox-1.jsonl"));
     let second = events(&dir.join("sandbox-2.jsonl"));
-    for t in &tools[..4] {
+    for t in &tools[..5] {
         assert_eq!(t["sandbox"], first[0]["sandbox"], "{transcript:#}");
     }
-    assert_eq!(tools[4]["sandbox"], second[0]["sandbox"]);
+    assert_eq!(tools[5]["sandbox"], second[0]["sandbox"]);
     assert_ne!(first[0]["sandbox"], second[0]["sandbox"]);
     let ended = first.last().unwrap();
     assert_eq!(ended["kind"], "sandbox.ended", "{ended:#}");
