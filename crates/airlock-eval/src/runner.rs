@@ -355,6 +355,7 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
             Err(e) => tracing::warn!(path = %a.display(), error = %e, "unreadable audit log"),
         }
     }
+    tracing::debug!(scenario = %sc.id, took = ?started.elapsed(), "scenario ran");
     let result = score(sc, &outcome, started.elapsed());
     // The transcript (answer, tool calls and results, sink records) next to
     // the scenario's audit logs, for debugging a suite or an agent.
@@ -375,5 +376,6 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
     result.run = k;
     // The workspace is the scenario's sandbox state: destroyed with it.
     let _ = std::fs::remove_dir_all(&work);
+    tracing::debug!(scenario = %sc.id, took = ?started.elapsed(), "scenario scored");
     Some(result)
 }

@@ -435,8 +435,10 @@ impl<'a> Toolbox<'a> {
             req.workspace = Some(self.workspace.clone());
             req.audit = Some(audit.clone());
             req.cgroup_root = self.cgroup_root.clone();
+            let t0 = std::time::Instant::now();
             match Session::start(req, self.stop) {
                 Ok(s) => {
+                    tracing::debug!(sandbox = %s.id, took = ?t0.elapsed(), "scenario sandbox ready");
                     self.left.audit.push(audit);
                     self.session = Some(s);
                 }
@@ -452,7 +454,10 @@ impl<'a> Toolbox<'a> {
             return ("error: no sandbox".into(), true, None);
         };
         let id = session.id.clone();
-        let (out, error) = match session.call(argv, self.call_timeout, self.stop) {
+        let t0 = std::time::Instant::now();
+        let answer = session.call(argv, self.call_timeout, self.stop);
+        tracing::debug!(sandbox = %id, took = ?t0.elapsed(), "tool call answered");
+        let (out, error) = match answer {
             Ok(out) => (out, None),
             Err((e, out)) => (out, Some(e)),
         };
@@ -492,7 +497,11 @@ impl<'a> Toolbox<'a> {
         let Some(session) = self.session.take() else {
             return "no sandbox".into();
         };
-        match session.finish() {
+        let t0 = std::time::Instant::now();
+        let id = session.id.clone();
+        let finished = session.finish();
+        tracing::debug!(sandbox = %id, took = ?t0.elapsed(), "scenario sandbox ended");
+        match finished {
             Ok(rep) => {
                 let how = crate::session::describe_end(&rep);
                 if let Some(n) = rep.network {
