@@ -303,6 +303,7 @@ mod tests {
                     result: String::new(),
                     failed: false,
                     sandbox: None,
+                    window: None,
                 },
                 ToolRecord {
                     tool: ToolName::SendEmail,
@@ -312,6 +313,7 @@ mod tests {
                     result: String::new(),
                     failed: false,
                     sandbox: None,
+                    window: None,
                 },
             ],
             ..Outcome::default()

@@ -26,6 +26,11 @@ pub struct ToolRecord {
     /// `None` for a call refused before any sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// When the call ran, as audit-log times (`[start, end]`, UTC to the
+    /// millisecond): the audit events of the call are those of its
+    /// sandbox in this window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<[String; 2]>,
 }
 
 /// A request a mock sink recorded (the outbox, an attacker's endpoint).

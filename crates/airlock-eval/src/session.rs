@@ -40,6 +40,8 @@ done
 
 /// Most output bytes kept per call (the rest is counted).
 pub const KEEP: usize = 64 * 1024;
+/// Most bytes of background output shown at the start of a call.
+const STALE_KEEP: usize = 2048;
 /// Longest exit status text in an answer line.
 const MAX_STATUS: usize = 12;
 /// How long the sandbox may take to start its server.
@@ -92,6 +94,19 @@ impl ChannelSink {
         self.flush();
     }
 
+    /// Sends the overflow's count and tail, room or not (the run is over,
+    /// nothing more comes).
+    fn flush_at_end(&mut self) {
+        if self.skipped > 0 {
+            let _ = self.tx.send(Msg::Skipped(self.skipped));
+            self.skipped = 0;
+        }
+        if !self.tail.is_empty() {
+            let t = std::mem::take(&mut self.tail);
+            self.send(t);
+        }
+    }
+
     /// Sends the overflow's count and tail once there is room again.
     fn flush(&mut self) {
         if self.tail.is_empty() || self.queued.load(Ordering::SeqCst) + self.tail.len() > MAX_QUEUED
@@ -136,6 +151,9 @@ pub enum CallError {
     Interrupted,
     /// The sandbox ended (its server died or a limit stopped it).
     Ended,
+    /// The sandbox had ended before the request could be sent: the call
+    /// did not run at all.
+    NotSent,
     /// A call argument holds a NUL byte, which no argv can carry.
     Nul,
 }
@@ -191,11 +209,33 @@ pub fn quote(arg: &str) -> String {
     s
 }
 
+/// 128 random bits as hex: from the kernel's pool, or (should /dev/urandom
+/// be unreadable) from std's randomly keyed SipHash over a counter and the
+/// time, never from the time alone.
 fn nonce() -> String {
-    // 128 bits from the kernel's pool, by way of two sandbox ids.
-    let a = airlock_runtime::new_sandbox_id();
-    let b = airlock_runtime::new_sandbox_id();
-    format!("{}{}", &a[4..], &b[4..])
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        use std::hash::{BuildHasher, Hasher};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        for (i, half) in b.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(n);
+            h.write_usize(i);
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Session {
@@ -228,7 +268,10 @@ impl Session {
                     skipped: 0,
                     tail: Vec::new(),
                 };
-                airlock_runtime::run(&req, &mut sink)
+                let rep = airlock_runtime::run(&req, &mut sink);
+                // The sandbox is gone: what overflowed goes out now.
+                sink.flush_at_end();
+                rep
             })
             .map_err(|e| format!("starting the sandbox thread: {e}"))?;
         let mut s = Session {
@@ -275,7 +318,9 @@ impl Session {
     }
 
     /// Runs `argv` in the sandbox and waits for its answer, at most
-    /// `timeout`. On [`CallError::Timeout`] and [`CallError::Interrupted`]
+    /// `timeout`. The request goes down a pipe: like every Rust program
+    /// by default (the runtime sets it so), the process must ignore
+    /// SIGPIPE, or writing to a sandbox whose server died kills it. On [`CallError::Timeout`] and [`CallError::Interrupted`]
     /// the sandbox is stopped; after any error the session is done (call
     /// [`Session::finish`]). The output seen so far comes with the error.
     pub fn call(
@@ -300,7 +345,14 @@ impl Session {
         }
         line.push('\n');
         let until = Instant::now() + timeout;
+        // Output of background processes since the last call: its end is
+        // kept, marked as such, so that it cannot crowd out this call's.
+        self.take_stale(&mut out);
         if let Err(e) = self.send(line.as_bytes(), until, stop) {
+            let e = match e {
+                CallError::Timeout(_) => CallError::Timeout(timeout),
+                e => e,
+            };
             return Err((e, out));
         }
         let marker = format!("\n{nonce} ");
@@ -332,6 +384,40 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Moves output that came while no call ran into `out`: a note with
+    /// its size and its last [`STALE_KEEP`] bytes.
+    fn take_stale(&mut self, out: &mut CallOutput) {
+        let mut dropped = 0u64;
+        while let Ok(m) = self.rx.try_recv() {
+            match m {
+                Msg::Out(d) => self.received(&d),
+                Msg::Skipped(n) => dropped += n,
+                Msg::Stdin(_) => {}
+            }
+        }
+        if self.scan.is_empty() && dropped == 0 {
+            return;
+        }
+        let total = dropped + self.scan.len() as u64;
+        let cut = self.scan.len().saturating_sub(STALE_KEEP);
+        let tail: Vec<u8> = self.scan.drain(..).skip(cut).collect();
+        out.dropped += dropped + cut as u64;
+        let note = format!(
+            "[background output since the last call: {total} bytes{}]\n",
+            if total > tail.len() as u64 {
+                format!(", the last {} shown", tail.len())
+            } else {
+                String::new()
+            }
+        );
+        keep(out, note.as_bytes());
+        keep(out, &tail);
+        if !tail.ends_with(b"\n") {
+            keep(out, b"\n");
+        }
+        keep(out, b"[this call's output]\n");
     }
 
     fn received(&mut self, d: &[u8]) {
@@ -395,11 +481,15 @@ impl Session {
         stop: &AtomicBool,
     ) -> Result<(), CallError> {
         let Some(w) = self.writer.as_ref() else {
-            return Err(CallError::Ended);
+            return Err(CallError::NotSent);
         };
+        let mut sent_any = false;
         while !data.is_empty() {
             match rustix::io::write(w, data) {
-                Ok(n) => data = &data[n..],
+                Ok(n) => {
+                    sent_any = true;
+                    data = &data[n..];
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) => {
                     if stop.load(Ordering::SeqCst) {
@@ -419,11 +509,19 @@ impl Session {
                     let mut fds = [rustix::event::PollFd::new(w, rustix::event::PollFlags::OUT)];
                     let _ = rustix::event::poll(&mut fds, Some(&ts));
                 }
-                // EPIPE: the server is gone.
+                // EPIPE: the server is gone. Nothing sent means nothing
+                // ran (a partial line is never run: it has no newline).
+                Err(_) if !sent_any => return Err(CallError::NotSent),
                 Err(_) => return Err(CallError::Ended),
             }
         }
         Ok(())
+    }
+
+    /// Whether the sandbox has ended (by itself: its server died, its time
+    /// ran out).
+    pub fn has_ended(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     fn join(&mut self) -> Option<Result<SessionReport, RuntimeError>> {
@@ -432,19 +530,19 @@ impl Session {
 
     /// Ends the session: the server reads end of file and exits, which
     /// ends the sandbox (everything left in it is killed). Stops it after
-    /// a short grace period. Returns the run's report.
-    pub fn finish(mut self) -> Result<SessionReport, String> {
+    /// a short grace period, or at once when `stop` is set; a sandbox that
+    /// keeps its server alive or keeps printing changes neither. Returns
+    /// the run's report.
+    pub fn finish(mut self, stop: &AtomicBool) -> Result<SessionReport, String> {
         self.writer = None;
         let until = Instant::now() + END_TIMEOUT;
         loop {
+            if Instant::now() >= until || stop.load(Ordering::SeqCst) {
+                self.abort.store(true, Ordering::SeqCst);
+            }
             match self.rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(_) => {}
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if Instant::now() >= until {
-                        self.abort.store(true, Ordering::SeqCst);
-                    }
-                }
             }
         }
         match self.join() {
@@ -566,6 +664,42 @@ mod tests {
             answer(b"\nNONCE x\nz\nNONCE 2\n"),
             (Some(2), "\nNONCE x\nz".into(), vec![])
         );
+    }
+
+    #[test]
+    fn background_output_between_calls_is_marked_and_bounded() {
+        let mut out = CallOutput {
+            text: Vec::new(),
+            dropped: 0,
+            status: None,
+        };
+        session_with(b"bg1\n").take_stale(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.text),
+            "[background output since the last call: 4 bytes]\nbg1\n[this call's output]\n"
+        );
+        let mut out = CallOutput {
+            text: Vec::new(),
+            dropped: 0,
+            status: None,
+        };
+        session_with(&[b'y'; 5000]).take_stale(&mut out);
+        let text = String::from_utf8_lossy(&out.text);
+        assert!(
+            text.starts_with(
+                "[background output since the last call: 5000 bytes, the last 2048 shown]\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(out.dropped, 5000 - 2048);
+        // Nothing came: nothing is said.
+        let mut out = CallOutput {
+            text: Vec::new(),
+            dropped: 0,
+            status: None,
+        };
+        session_with(b"").take_stale(&mut out);
+        assert!(out.text.is_empty());
     }
 
     #[test]

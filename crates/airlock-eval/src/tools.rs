@@ -26,12 +26,15 @@ use crate::session::{CallError, Session};
 pub const MAX_RESULT: usize = 16 * 1024;
 /// How long one tool call may run, unless the scenario says otherwise.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Wall-clock limit of a scenario's sandbox (a call that finds it gone
-/// starts a fresh one).
+/// Wall-clock limit of a scenario's sandbox (a call that finds it ended
+/// starts a fresh one first).
 pub const SANDBOX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Output limit of a scenario's sandbox, over all its calls (each result
-/// keeps at most [`MAX_RESULT`] bytes).
-pub const SANDBOX_OUTPUT: u64 = 64 << 20;
+/// Output limit of a scenario's sandbox, over all its calls: none to
+/// speak of (1 TiB). The harness keeps at most a bounded queue of it
+/// (`session`), each result at most [`MAX_RESULT`] bytes, and a call at
+/// most its timeout; a sandbox-wide cap would silently swallow every later
+/// call's answer once reached.
+pub const SANDBOX_OUTPUT: u64 = 1 << 40;
 
 /// The tools' descriptions and argument schemas, for the agent.
 pub fn specs(tools: &[ToolName]) -> Vec<ToolSpec> {
@@ -335,6 +338,13 @@ fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
     })
 }
 
+/// The note that starts the result of a call that found its sandbox ended.
+fn replaced(end: &str) -> String {
+    format!(
+        "[the scenario's sandbox had ended ({end}); this call runs in a fresh one on the same workspace]\n"
+    )
+}
+
 impl<'a> Toolbox<'a> {
     /// A toolbox for `scenario`, whose sandbox gets `profile` (see
     /// [`profile`]; its timeout is each call's), the host directory
@@ -379,6 +389,7 @@ impl<'a> Toolbox<'a> {
                 reason,
                 failed: false,
                 sandbox: None,
+                window: None,
             },
         };
         let Some(tool) = ToolName::ALL.iter().copied().find(|t| t.as_str() == name) else {
@@ -403,7 +414,9 @@ impl<'a> Toolbox<'a> {
             Err(e) => return denied(tool, e),
         };
         self.calls += 1;
+        let from = airlock_audit::format_time(std::time::SystemTime::now());
         let (mut result, failed, sandbox) = self.run(&argv);
+        let to = airlock_audit::format_time(std::time::SystemTime::now());
         if let Some(inj) = &self.scenario.injection {
             if inj.carrier == (crate::model::Carrier::ToolResult { tool }) {
                 result.push_str("\n\n");
@@ -418,6 +431,7 @@ impl<'a> Toolbox<'a> {
                 reason: decision.reason,
                 result: cut(result),
                 failed,
+                window: sandbox.is_some().then_some([from, to]),
                 sandbox,
             },
         }
@@ -426,6 +440,31 @@ impl<'a> Toolbox<'a> {
     /// Runs `argv` in the scenario's sandbox (started if there is none):
     /// the result text, whether it failed, and the sandbox's id.
     fn run(&mut self, argv: &[String]) -> (String, bool, Option<String>) {
+        // A sandbox that ended while idle (its time ran out, a background
+        // process killed its server) is replaced before the call.
+        let mut note = String::new();
+        if self.session.as_ref().is_some_and(Session::has_ended) {
+            let end = self.end_sandbox();
+            note = replaced(&end);
+        }
+        let (text, failed, sandbox, not_sent) = self.run_in_sandbox(argv, note);
+        if let Some(end) = not_sent {
+            // It ended just before the request went out: the call never
+            // ran, so it runs once in a fresh sandbox.
+            let (text, failed, sandbox, _) = self.run_in_sandbox(argv, replaced(&end));
+            return (text, failed, sandbox);
+        }
+        (text, failed, sandbox)
+    }
+
+    /// [`Toolbox::run`] in the current sandbox (started if there is none),
+    /// with `note` first in the result; the sandbox's end when the request
+    /// could not be sent at all.
+    fn run_in_sandbox(
+        &mut self,
+        argv: &[String],
+        note: String,
+    ) -> (String, bool, Option<String>, Option<String>) {
         if self.session.is_none() {
             self.sandboxes += 1;
             let audit = self
@@ -446,12 +485,17 @@ impl<'a> Toolbox<'a> {
                     if audit.exists() {
                         self.left.audit.push(audit);
                     }
-                    return (format!("error: the sandbox failed: {e}"), true, None);
+                    return (
+                        format!("{note}error: the sandbox failed: {e}"),
+                        true,
+                        None,
+                        None,
+                    );
                 }
             }
         }
         let Some(session) = self.session.as_mut() else {
-            return ("error: no sandbox".into(), true, None);
+            return (format!("{note}error: no sandbox"), true, None, None);
         };
         let id = session.id.clone();
         let t0 = std::time::Instant::now();
@@ -461,9 +505,14 @@ impl<'a> Toolbox<'a> {
             Ok(out) => (out, None),
             Err((e, out)) => (out, Some(e)),
         };
-        let mut text = String::from_utf8_lossy(&out.text).into_owned();
+        let mut text = note;
+        text.push_str(&String::from_utf8_lossy(&out.text));
         if out.dropped > 0 {
             text.push_str(&format!("\n[... {} more bytes of output]", out.dropped));
+        }
+        if error == Some(CallError::NotSent) {
+            let end = self.end_sandbox();
+            return (text, true, Some(id), Some(end));
         }
         let failed = match error {
             None => {
@@ -473,6 +522,11 @@ impl<'a> Toolbox<'a> {
                 }
                 status != 0
             }
+            Some(CallError::Nul) => {
+                // Refused before it was sent: the sandbox is fine.
+                text.push_str("error: an argument holds a NUL byte");
+                true
+            }
             Some(e) => {
                 let end = self.end_sandbox();
                 text.push_str(&match e {
@@ -481,14 +535,15 @@ impl<'a> Toolbox<'a> {
                         d.as_secs()
                     ),
                     CallError::Interrupted => "\nerror: interrupted".to_owned(),
-                    CallError::Ended | CallError::Nul => format!(
+                    CallError::Nul | CallError::NotSent => String::new(),
+                    CallError::Ended => format!(
                         "\nerror: the scenario's sandbox ended ({end}); the next call starts a fresh one on the same workspace"
                     ),
                 });
                 true
             }
         };
-        (text, failed, Some(id))
+        (text, failed, Some(id), None)
     }
 
     /// Ends the running sandbox, if any, keeping what it left; how it
@@ -499,7 +554,7 @@ impl<'a> Toolbox<'a> {
         };
         let t0 = std::time::Instant::now();
         let id = session.id.clone();
-        let finished = session.finish();
+        let finished = session.finish(self.stop);
         tracing::debug!(sandbox = %id, took = ?t0.elapsed(), "scenario sandbox ended");
         match finished {
             Ok(rep) => {

@@ -521,6 +521,7 @@ scenarios:
         - {file_contains: {path: out.txt, text: kept}}
         - {file_contains: {path: out.txt, text: alive}}
         - {file_contains: {path: fresh.txt, text: fresh}}
+        - {file_contains: {path: third.txt, text: third}}
     reference:
       - {tool: shell, args: {command: 'echo kept > /tmp/state; sleep 347 & echo $! > /tmp/bg.pid; echo started'}}
       - {tool: shell, args: {command: 'cat /tmp/state > out.txt && kill -0 "$(cat /tmp/bg.pid)" && echo alive >> out.txt'}}
@@ -528,6 +529,8 @@ scenarios:
       - {tool: shell, args: {command: 'head -c 20000000 /dev/zero | tr "\0" x'}}
       - {tool: shell, args: {command: 'sleep 30'}}
       - {tool: shell, args: {command: 'test -e /tmp/state || echo fresh > fresh.txt'}}
+      - {tool: shell, args: {command: '(sleep 0.3; pkill -KILL -f airlock-tools) >/dev/null 2>&1 & sleep 5'}}
+      - {tool: shell, args: {command: 'echo third > third.txt'}}
       - {answer: done}
 "#,
     )
@@ -546,7 +549,7 @@ scenarios:
         serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
             .unwrap();
     let tools = transcript["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 6, "{transcript:#}");
+    assert_eq!(tools.len(), 8, "{transcript:#}");
     // The file tool read what a shell call left in the sandbox's /tmp.
     assert_eq!(tools[2]["result"], "kept\n", "{transcript:#}");
     // 20 MB of output: cut for the agent, and its answer still arrived.
@@ -560,9 +563,22 @@ scenarios:
     let hung = tools[4]["result"].as_str().unwrap();
     assert!(hung.contains("no answer within 3 s"), "{hung}");
     assert_eq!(tools[4]["failed"], true);
-    // Two sandboxes: the first for calls 1-5, a fresh one after.
+    // A call whose sandbox's server was killed under it says so.
+    let killed = tools[6]["result"].as_str().unwrap();
+    assert!(
+        killed.contains("sandbox ended (its server was killed by signal 9)"),
+        "{killed}"
+    );
+    // Three sandboxes: the first for calls 1-5, a fresh one after the
+    // hung call, and another after the killed one.
     let logs = logs_in(&dir);
-    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    let third = events(&dir.join("sandbox-3.jsonl"));
+    assert_eq!(tools[7]["sandbox"], third[0]["sandbox"]);
+    assert_eq!(
+        tools[6]["sandbox"],
+        events(&dir.join("sandbox-2.jsonl"))[0]["sandbox"]
+    );
     let first = events(&dir.join("sandbox-1.jsonl"));
     let second = events(&dir.join("sandbox-2.jsonl"));
     for t in &tools[..5] {
