@@ -504,7 +504,13 @@ fn processes(argv: &[&str]) -> Vec<u32> {
 
 #[test]
 fn a_scenario_keeps_one_sandbox_across_calls_and_it_is_destroyed_after() {
-    let sb = sandbox(native());
+    for mode in crate::common::modes() {
+        one_sandbox_per_scenario(mode);
+    }
+}
+
+fn one_sandbox_per_scenario(mode: Mode) {
+    let sb = sandbox(mode);
     let suite = sb.outside().join("session.yaml");
     // A distinct sleep, so that no other test's process is mistaken for it.
     std::fs::write(
