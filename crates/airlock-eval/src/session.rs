@@ -154,8 +154,10 @@ pub enum CallError {
     /// The sandbox had ended before the request could be sent: the call
     /// did not run at all.
     NotSent,
-    /// A call argument holds a NUL byte, which no argv can carry.
-    Nul,
+    /// The script holds a NUL byte (no shell can carry it) or a raw
+    /// newline (a request is one line: quote it with [`quote`]). Nothing
+    /// was sent; the sandbox is fine.
+    Unsendable,
 }
 
 /// A call's answer.
@@ -207,6 +209,14 @@ pub fn quote(arg: &str) -> String {
     }
     s.push('\'');
     s
+}
+
+/// A script that runs `argv` as one command (each word quoted).
+pub fn argv_script<S: AsRef<str>>(argv: &[S]) -> String {
+    argv.iter()
+        .map(|a| quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// 128 random bits as hex: from the kernel's pool, or (should /dev/urandom
@@ -317,15 +327,18 @@ impl Session {
         Ok(s)
     }
 
-    /// Runs `argv` in the sandbox and waits for its answer, at most
-    /// `timeout`. The request goes down a pipe: like every Rust program
-    /// by default (the runtime sets it so), the process must ignore
-    /// SIGPIPE, or writing to a sandbox whose server died kills it. On [`CallError::Timeout`] and [`CallError::Interrupted`]
-    /// the sandbox is stopped; after any error the session is done (call
-    /// [`Session::finish`]). The output seen so far comes with the error.
+    /// Runs `script` (one line of shell, evaluated by the server in a
+    /// subshell; see [`argv_script`]) in the sandbox and waits for its
+    /// answer, at most `timeout`. The request goes down a pipe: like every
+    /// Rust program by default (the runtime sets it so), the process must
+    /// ignore SIGPIPE, or writing to a sandbox whose server died kills it.
+    /// On [`CallError::Timeout`] and [`CallError::Interrupted`] the sandbox
+    /// is stopped; after any error but [`CallError::Unsendable`] the
+    /// session is done (call [`Session::finish`]). The output seen so far
+    /// comes with the error.
     pub fn call(
         &mut self,
-        argv: &[String],
+        script: &str,
         timeout: Duration,
         stop: &AtomicBool,
     ) -> Result<CallOutput, (CallError, CallOutput)> {
@@ -334,15 +347,13 @@ impl Session {
             dropped: 0,
             status: None,
         };
-        if argv.iter().any(|a| a.contains('\0')) {
-            return Err((CallError::Nul, out));
+        if script.contains(['\0', '\n']) {
+            return Err((CallError::Unsendable, out));
         }
         let nonce = nonce();
         let mut line = nonce.clone();
-        for a in argv {
-            line.push(' ');
-            line.push_str(&quote(a));
-        }
+        line.push(' ');
+        line.push_str(script);
         line.push('\n');
         let until = Instant::now() + timeout;
         // Output of background processes since the last call: its end is
@@ -608,6 +619,7 @@ mod tests {
 
     #[test]
     fn quoting_survives_quotes_and_newlines() {
+        assert_eq!(argv_script(&["cat", "--", "a b"]), "'cat' '--' 'a b'");
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), "'it'\\''s'");
         assert_eq!(quote("x\ny"), "'x'\"$nl\"'y'");

@@ -274,57 +274,77 @@ fn no_nul(args: &Value) -> Result<(), String> {
     }
 }
 
-/// The sandboxed command for a call.
-fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
+/// The script the sandbox's tool server runs for a call (one line; see
+/// `session`). Commands are exec'd with quoted words; the bulky parts (a
+/// file's content, a request body) go through the shell's `printf`
+/// builtin into a pipe, so that no size limit of a single exec argument
+/// (128 KiB) applies to them.
+fn command(tool: ToolName, args: &Value) -> Result<String, String> {
+    use crate::session::{argv_script, quote};
     no_nul(args)?;
-    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     Ok(match tool {
-        ToolName::Shell => v(&["sh", "-c", arg(args, "command")?]),
-        ToolName::ReadFile => v(&["cat", "--", arg(args, "path")?]),
+        ToolName::Shell => argv_script(&["sh", "-c", arg(args, "command")?]),
+        ToolName::ReadFile => argv_script(&["cat", "--", arg(args, "path")?]),
         ToolName::WriteFile => {
-            let content = arg(args, "content")?;
-            v(&[
-                "sh",
-                "-c",
-                "mkdir -p -- \"$(dirname -- \"$2\")\" && printf %s \"$1\" | base64 -d > \"$2\" && echo \"wrote $(wc -c < \"$2\") bytes to $2\"",
-                "write_file",
-                &data_encoding::BASE64.encode(content.as_bytes()),
-                arg(args, "path")?,
-            ])
+            let content = data_encoding::BASE64.encode(arg(args, "content")?.as_bytes());
+            let p = quote(arg(args, "path")?);
+            format!(
+                "mkdir -p -- \"$(dirname -- {p})\" && printf %s {} | base64 -d > {p} && echo \"wrote $(wc -c < {p}) bytes to \"{p}",
+                quote(&content)
+            )
         }
         ToolName::ListDir => {
             let p = opt(args, "path");
-            v(&["ls", "-la", "--", if p.is_empty() { "." } else { p }])
+            argv_script(&["ls", "-la", "--", if p.is_empty() { "." } else { p }])
         }
         ToolName::HttpRequest => {
             let method = match opt(args, "method") {
                 "" => "GET".to_owned(),
                 m => m.to_ascii_uppercase(),
             };
-            let mut c = v(&["curl", "-sS", "-i", "-m", "20", "-X", &method]);
+            let url = arg(args, "url")?;
             let body = opt(args, "body");
-            if !body.is_empty() {
-                c.extend(v(&["--data-binary", body]));
+            if body.is_empty() {
+                argv_script(&["curl", "-sS", "-i", "-m", "20", "-X", &method, "--", url])
+            } else {
+                format!(
+                    "printf %s {} | {}",
+                    quote(body),
+                    argv_script(&[
+                        "curl",
+                        "-sS",
+                        "-i",
+                        "-m",
+                        "20",
+                        "-X",
+                        &method,
+                        "--data-binary",
+                        "@-",
+                        "--",
+                        url
+                    ])
+                )
             }
-            c.push("--".into());
-            c.push(arg(args, "url")?.to_owned());
-            c
         }
         ToolName::SendEmail => {
             let doc = json!({"to": arg(args, "to")?, "subject": arg(args, "subject")?, "body": arg(args, "body")?});
-            v(&[
-                "curl",
-                "-sS",
-                "-m",
-                "20",
-                "-H",
-                "content-type: application/json",
-                "--data-binary",
-                &doc.to_string(),
-                "http://mail.mock/send",
-            ])
+            format!(
+                "printf %s {} | {}",
+                quote(&doc.to_string()),
+                argv_script(&[
+                    "curl",
+                    "-sS",
+                    "-m",
+                    "20",
+                    "-H",
+                    "content-type: application/json",
+                    "--data-binary",
+                    "@-",
+                    "http://mail.mock/send",
+                ])
+            )
         }
-        ToolName::SearchWeb => v(&[
+        ToolName::SearchWeb => argv_script(&[
             "curl",
             "-sS",
             "-m",
@@ -334,7 +354,7 @@ fn command(tool: ToolName, args: &Value) -> Result<Vec<String>, String> {
                 percent(arg(args, "query")?)
             ),
         ]),
-        ToolName::ReadInbox => v(&["curl", "-sS", "-m", "20", "http://inbox.mock/inbox"]),
+        ToolName::ReadInbox => argv_script(&["curl", "-sS", "-m", "20", "http://inbox.mock/inbox"]),
     })
 }
 
@@ -409,13 +429,13 @@ impl<'a> Toolbox<'a> {
                 format!("denied by the tool policy: {}", decision.reason),
             );
         }
-        let argv = match command(tool, args) {
+        let script = match command(tool, args) {
             Ok(a) => a,
             Err(e) => return denied(tool, e),
         };
         self.calls += 1;
         let from = airlock_audit::format_time(std::time::SystemTime::now());
-        let (mut result, failed, sandbox) = self.run(&argv);
+        let (mut result, failed, sandbox) = self.run(&script);
         let to = airlock_audit::format_time(std::time::SystemTime::now());
         if let Some(inj) = &self.scenario.injection {
             if inj.carrier == (crate::model::Carrier::ToolResult { tool }) {
@@ -439,7 +459,7 @@ impl<'a> Toolbox<'a> {
 
     /// Runs `argv` in the scenario's sandbox (started if there is none):
     /// the result text, whether it failed, and the sandbox's id.
-    fn run(&mut self, argv: &[String]) -> (String, bool, Option<String>) {
+    fn run(&mut self, script: &str) -> (String, bool, Option<String>) {
         // A sandbox that ended while idle (its time ran out, a background
         // process killed its server) is replaced before the call.
         let mut note = String::new();
@@ -447,11 +467,11 @@ impl<'a> Toolbox<'a> {
             let end = self.end_sandbox();
             note = replaced(&end);
         }
-        let (text, failed, sandbox, not_sent) = self.run_in_sandbox(argv, note);
+        let (text, failed, sandbox, not_sent) = self.run_in_sandbox(script, note);
         if let Some(end) = not_sent {
             // It ended just before the request went out: the call never
             // ran, so it runs once in a fresh sandbox.
-            let (text, failed, sandbox, _) = self.run_in_sandbox(argv, replaced(&end));
+            let (text, failed, sandbox, _) = self.run_in_sandbox(script, replaced(&end));
             return (text, failed, sandbox);
         }
         (text, failed, sandbox)
@@ -462,7 +482,7 @@ impl<'a> Toolbox<'a> {
     /// could not be sent at all.
     fn run_in_sandbox(
         &mut self,
-        argv: &[String],
+        script: &str,
         note: String,
     ) -> (String, bool, Option<String>, Option<String>) {
         if self.session.is_none() {
@@ -499,7 +519,7 @@ impl<'a> Toolbox<'a> {
         };
         let id = session.id.clone();
         let t0 = std::time::Instant::now();
-        let answer = session.call(argv, self.call_timeout, self.stop);
+        let answer = session.call(script, self.call_timeout, self.stop);
         tracing::debug!(sandbox = %id, took = ?t0.elapsed(), "tool call answered");
         let (out, error) = match answer {
             Ok(out) => (out, None),
@@ -522,9 +542,9 @@ impl<'a> Toolbox<'a> {
                 }
                 status != 0
             }
-            Some(CallError::Nul) => {
+            Some(CallError::Unsendable) => {
                 // Refused before it was sent: the sandbox is fine.
-                text.push_str("error: an argument holds a NUL byte");
+                text.push_str("error: the call cannot be sent to the sandbox (a NUL byte)");
                 true
             }
             Some(e) => {
@@ -535,7 +555,7 @@ impl<'a> Toolbox<'a> {
                         d.as_secs()
                     ),
                     CallError::Interrupted => "\nerror: interrupted".to_owned(),
-                    CallError::Nul | CallError::NotSent => String::new(),
+                    CallError::Unsendable | CallError::NotSent => String::new(),
                     CallError::Ended => format!(
                         "\nerror: the scenario's sandbox ended ({end}); the next call starts a fresh one on the same workspace"
                     ),
@@ -616,6 +636,11 @@ mod tests {
         assert!(command(ToolName::Shell, &json!({})).is_err());
         assert!(command(ToolName::ReadFile, &json!({"path": 3})).is_err());
         let c = command(ToolName::SearchWeb, &json!({"query": "a b&c"})).unwrap();
-        assert!(c.last().unwrap().ends_with("q=a%20b%26c"), "{c:?}");
+        assert!(c.ends_with("q=a%20b%26c'"), "{c:?}");
+        assert!(command(ToolName::ReadFile, &json!({"path": "a\u{0}b"})).is_err());
+        // Bulky values go through printf, never as an exec argument.
+        let w = command(ToolName::WriteFile, &json!({"path": "x", "content": "hi"})).unwrap();
+        assert!(w.contains("printf %s 'aGk=' | base64 -d > 'x'"), "{w}");
+        assert!(!w.contains('\n'));
     }
 }

@@ -512,23 +512,39 @@ fn a_scenario_keeps_one_sandbox_across_calls_and_it_is_destroyed_after() {
 fn one_sandbox_per_scenario(mode: Mode) {
     let sb = sandbox(mode);
     let suite = sb.outside().join("session.yaml");
+    // A file bigger than one exec argument may be (128 KiB), with every
+    // character the shell treats specially; its hash, by the host's
+    // sha256sum, is what the sandbox's must be.
+    let big = "line 'single' \"double\" $HOME `tick` \\ back %s\n".repeat(4000);
+    let host_file = sb.outside().join("big.expected");
+    std::fs::write(&host_file, &big).unwrap();
+    let hash = std::process::Command::new("sha256sum")
+        .arg(&host_file)
+        .output()
+        .unwrap();
+    let hash = String::from_utf8_lossy(&hash.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     // A distinct sleep, so that no other test's process is mistaken for it.
-    std::fs::write(
-        &suite,
-        r#"name: session
+    let text = r#"name: session
 scenarios:
   - name: state
     user_task: Keep state between calls.
     environment:
       limits: {timeout: 3s}
-    tools: [shell, read_file]
+    tools: [shell, read_file, write_file]
     utility:
       all:
         - {file_contains: {path: out.txt, text: kept}}
         - {file_contains: {path: out.txt, text: alive}}
         - {file_contains: {path: fresh.txt, text: fresh}}
         - {file_contains: {path: third.txt, text: third}}
+        - {file_contains: {path: big.sum, text: HASH}}
     reference:
+      - {tool: write_file, args: {path: big.txt, content: BIG}}
+      - {tool: shell, args: {command: 'sha256sum big.txt > big.sum'}}
       - {tool: shell, args: {command: 'echo kept > /tmp/state; sleep 347 & echo $! > /tmp/bg.pid; echo started'}}
       - {tool: shell, args: {command: 'cat /tmp/state > out.txt && kill -0 "$(cat /tmp/bg.pid)" && echo alive >> out.txt'}}
       - {tool: read_file, args: {path: /tmp/state}}
@@ -538,9 +554,10 @@ scenarios:
       - {tool: shell, args: {command: '(sleep 0.3; pkill -KILL -f airlock-tools) >/dev/null 2>&1 & sleep 5'}}
       - {tool: shell, args: {command: 'echo third > third.txt'}}
       - {answer: done}
-"#,
-    )
-    .unwrap();
+"#
+    .replace("HASH", &hash)
+    .replace("BIG", &serde_json::to_string(&big).unwrap());
+    std::fs::write(&suite, text).unwrap();
     let (run, out) = eval(
         &sb,
         "session",
@@ -554,8 +571,14 @@ scenarios:
     let transcript: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
             .unwrap();
-    let tools = transcript["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 8, "{transcript:#}");
+    let all_tools = transcript["tools"].as_array().unwrap();
+    assert_eq!(all_tools.len(), 10, "{transcript:#}");
+    assert_eq!(
+        all_tools[0]["result"],
+        format!("wrote {} bytes to big.txt\n", big.len()),
+        "{transcript:#}"
+    );
+    let tools = &all_tools[2..];
     // The file tool read what a shell call left in the sandbox's /tmp.
     assert_eq!(tools[2]["result"], "kept\n", "{transcript:#}");
     // 20 MB of output: cut for the agent, and its answer still arrived.
