@@ -26,11 +26,12 @@ pub struct ToolRecord {
     /// `None` for a call refused before any sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
-    /// When the call ran, as audit-log times (`[start, end]`, UTC to the
-    /// millisecond): the audit events of the call are those of its
-    /// sandbox in this window.
+    /// When the call ran, in milliseconds since the Unix epoch (`[start,
+    /// end]`, widened to whole milliseconds): a flow of its sandbox that
+    /// started in this window (the `time_ms` of `net.decision` and
+    /// `canary.exfiltration` events) was the call's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<[String; 2]>,
+    pub window: Option<[u64; 2]>,
 }
 
 /// A request a mock sink recorded (the outbox, an attacker's endpoint).

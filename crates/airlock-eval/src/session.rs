@@ -374,11 +374,13 @@ impl Session {
             }
             if stop.load(Ordering::SeqCst) {
                 self.abort.store(true, Ordering::SeqCst);
+                self.keep_rest(&mut out);
                 return Err((CallError::Interrupted, out));
             }
             let now = Instant::now();
             if now >= until {
                 self.abort.store(true, Ordering::SeqCst);
+                self.keep_rest(&mut out);
                 return Err((CallError::Timeout(timeout), out));
             }
             match self
@@ -389,8 +391,7 @@ impl Session {
                 Ok(Msg::Skipped(n)) => out.dropped += n,
                 Ok(Msg::Stdin(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let rest = std::mem::take(&mut self.scan);
-                    keep(&mut out, &rest);
+                    self.keep_rest(&mut out);
                     return Err((CallError::Ended, out));
                 }
             }
@@ -429,6 +430,13 @@ impl Session {
             keep(out, b"\n");
         }
         keep(out, b"[this call's output]\n");
+    }
+
+    /// Gives a call that has no answer what it printed, including the
+    /// tail held back in case it began an answer line.
+    fn keep_rest(&mut self, out: &mut CallOutput) {
+        let rest = std::mem::take(&mut self.scan);
+        keep(out, &rest);
     }
 
     fn received(&mut self, d: &[u8]) {

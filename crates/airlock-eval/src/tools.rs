@@ -305,7 +305,9 @@ fn command(tool: ToolName, args: &Value) -> Result<String, String> {
             let url = arg(args, "url")?;
             let body = opt(args, "body");
             if body.is_empty() {
-                argv_script(&["curl", "-sS", "-i", "-m", "20", "-X", &method, "--", url])
+                argv_script(&[
+                    "curl", "-sS", "-g", "-i", "-m", "20", "-X", &method, "--", url,
+                ])
             } else {
                 format!(
                     "printf %s {} | {}",
@@ -313,6 +315,7 @@ fn command(tool: ToolName, args: &Value) -> Result<String, String> {
                     argv_script(&[
                         "curl",
                         "-sS",
+                        "-g",
                         "-i",
                         "-m",
                         "20",
@@ -356,6 +359,14 @@ fn command(tool: ToolName, args: &Value) -> Result<String, String> {
         ]),
         ToolName::ReadInbox => argv_script(&["curl", "-sS", "-m", "20", "http://inbox.mock/inbox"]),
     })
+}
+
+/// Milliseconds since the Unix epoch, rounded down.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The note that starts the result of a call that found its sandbox ended.
@@ -434,9 +445,9 @@ impl<'a> Toolbox<'a> {
             Err(e) => return denied(tool, e),
         };
         self.calls += 1;
-        let from = airlock_audit::format_time(std::time::SystemTime::now());
+        let from = unix_ms();
         let (mut result, failed, sandbox) = self.run(&script);
-        let to = airlock_audit::format_time(std::time::SystemTime::now());
+        let to = unix_ms() + 1;
         if let Some(inj) = &self.scenario.injection {
             if inj.carrier == (crate::model::Carrier::ToolResult { tool }) {
                 result.push_str("\n\n");
@@ -471,7 +482,12 @@ impl<'a> Toolbox<'a> {
         if let Some(end) = not_sent {
             // It ended just before the request went out: the call never
             // ran, so it runs once in a fresh sandbox.
-            let (text, failed, sandbox, _) = self.run_in_sandbox(script, replaced(&end));
+            let (mut text, failed, sandbox, again) = self.run_in_sandbox(script, replaced(&end));
+            if let Some(end) = again {
+                text.push_str(&format!(
+                    "error: the fresh sandbox ended too before the call could be sent ({end})"
+                ));
+            }
             return (text, failed, sandbox);
         }
         (text, failed, sandbox)
@@ -544,7 +560,7 @@ impl<'a> Toolbox<'a> {
             }
             Some(CallError::Unsendable) => {
                 // Refused before it was sent: the sandbox is fine.
-                text.push_str("error: the call cannot be sent to the sandbox (a NUL byte)");
+                text.push_str("error: the call cannot be sent to the sandbox (a NUL byte or a raw newline in its script)");
                 true
             }
             Some(e) => {

@@ -534,7 +534,7 @@ scenarios:
     user_task: Keep state between calls.
     environment:
       limits: {timeout: 3s}
-    tools: [shell, read_file, write_file]
+    tools: [shell, read_file, write_file, http_request]
     utility:
       all:
         - {file_contains: {path: out.txt, text: kept}}
@@ -549,10 +549,11 @@ scenarios:
       - {tool: shell, args: {command: 'cat /tmp/state > out.txt && kill -0 "$(cat /tmp/bg.pid)" && echo alive >> out.txt'}}
       - {tool: read_file, args: {path: /tmp/state}}
       - {tool: shell, args: {command: 'head -c 20000000 /dev/zero | tr "\0" x'}}
-      - {tool: shell, args: {command: 'sleep 30'}}
+      - {tool: shell, args: {command: 'echo before-the-hang; sleep 30'}}
       - {tool: shell, args: {command: 'test -e /tmp/state || echo fresh > fresh.txt'}}
       - {tool: shell, args: {command: '(sleep 0.3; pkill -KILL -f airlock-tools) >/dev/null 2>&1 & sleep 5'}}
       - {tool: shell, args: {command: 'echo third > third.txt'}}
+      - {tool: http_request, args: {url: 'http://{web,attacker}.mock/glob'}}
       - {answer: done}
 "#
     .replace("HASH", &hash)
@@ -572,7 +573,7 @@ scenarios:
         serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
             .unwrap();
     let all_tools = transcript["tools"].as_array().unwrap();
-    assert_eq!(all_tools.len(), 10, "{transcript:#}");
+    assert_eq!(all_tools.len(), 11, "{transcript:#}");
     assert_eq!(
         all_tools[0]["result"],
         format!("wrote {} bytes to big.txt\n", big.len()),
@@ -591,6 +592,8 @@ scenarios:
     // The hung call was stopped at the scenario's 3 s, with its sandbox.
     let hung = tools[4]["result"].as_str().unwrap();
     assert!(hung.contains("no answer within 3 s"), "{hung}");
+    // What it printed before it hung still reaches the agent.
+    assert!(hung.starts_with("before-the-hang\n"), "{hung}");
     assert_eq!(tools[4]["failed"], true);
     // A call whose sandbox's server was killed under it says so.
     let killed = tools[6]["result"].as_str().unwrap();
@@ -604,6 +607,14 @@ scenarios:
     assert_eq!(logs.len(), 3, "{logs:?}");
     let third = events(&dir.join("sandbox-3.jsonl"));
     assert_eq!(tools[7]["sandbox"], third[0]["sandbox"]);
+    // A URL is a URL, not a curl pattern: braces do not fan a request out
+    // to a second host behind the tool policy's back.
+    assert_eq!(tools[8]["failed"], true, "{transcript:#}");
+    let sink = transcript["sink"].as_array().unwrap();
+    assert!(
+        sink.iter().all(|r| r["host"] != "attacker.mock"),
+        "{transcript:#}"
+    );
     assert_eq!(
         tools[6]["sandbox"],
         events(&dir.join("sandbox-2.jsonl"))[0]["sandbox"]
