@@ -433,6 +433,18 @@ impl<'a> Toolbox<'a> {
         if !args.is_object() {
             return denied(tool, "arguments must be a JSON object".into());
         }
+        // The policy judges the call as it will run: an HTTP method is
+        // sent upper-cased, so it is judged upper-cased.
+        let normalized;
+        let args = match (tool, args.get("method").and_then(Value::as_str)) {
+            (ToolName::HttpRequest, Some(m)) if m != m.to_ascii_uppercase() => {
+                let mut a = args.clone();
+                a["method"] = Value::String(m.to_ascii_uppercase());
+                normalized = a;
+                &normalized
+            }
+            _ => args,
+        };
         let decision = self.policy.authorize(name, args);
         if !decision.allowed {
             return denied(
@@ -645,6 +657,48 @@ mod tests {
         }
         assert_eq!(p.network.allow.len(), 1);
         assert!(p.canaries.enabled);
+    }
+
+    #[test]
+    fn the_policy_judges_the_method_as_it_is_sent() {
+        use crate::model::Check;
+        let sc = Scenario {
+            id: "s/x".into(),
+            suite: "s".into(),
+            name: "x".into(),
+            system_prompt: String::new(),
+            user_task: "t".into(),
+            environment: Environment::default(),
+            tools: vec![ToolName::HttpRequest],
+            tool_policy: None,
+            utility: Check::AnswerContains("done".into()),
+            reference: vec![],
+            injection: None,
+            max_turns: 5,
+        };
+        let policy = ToolPolicy::parse(
+            "permit(principal, action, resource);\n\
+             forbid(principal, action == Action::\"http_request\", resource) when { context.args has method && context.args.method == \"POST\" };",
+        )
+        .unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let dir = std::env::temp_dir();
+        let mut tb = Toolbox::new(
+            &sc,
+            policy,
+            Profile::builtin("default").unwrap(),
+            dir.clone(),
+            dir,
+            &stop,
+            None,
+        );
+        // Refused by the policy: no sandbox is started.
+        let r = tb.call(
+            "http_request",
+            &json!({"url": "http://web.mock/", "method": "post"}),
+        );
+        assert_eq!(r.record.decision, "deny", "{:?}", r.record);
+        assert_eq!(r.record.sandbox, None);
     }
 
     #[test]
