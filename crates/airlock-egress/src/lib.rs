@@ -20,6 +20,7 @@
 //! makes no policy of its own.
 
 mod ask;
+pub mod confine;
 pub mod dns;
 mod flow;
 /// Fuzz entry points: raw bytes into the DNS server, the HTTP proxy and the

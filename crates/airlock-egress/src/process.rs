@@ -364,6 +364,11 @@ fn gateway_main() -> Result<(), EgressError> {
     let profile = airlock_policy::Profile::from_toml(&cfg.profile_toml, "gateway config")
         .map_err(|e| EgressError::Protocol(e.to_string()))?;
     drop_privileges()?;
+    // Before any thread starts, so that every thread is confined.
+    match crate::confine::confine_self() {
+        Ok(c) => tracing::debug!(confinement = ?c, "gateway confined by Landlock"),
+        Err(e) => return Err(EgressError::Protocol(format!("confining the gateway: {e}"))),
+    }
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<GatewayEvent>();
     let out = ctl.try_clone().map_err(EgressError::Spawn)?;
