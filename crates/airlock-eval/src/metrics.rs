@@ -430,7 +430,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::{Carrier, Check, Environment, Injection};
+    use crate::model::{Carrier, Check, Injection};
     use crate::outcome::ToolRecord;
 
     fn close(a: f64, b: f64) -> bool {
@@ -458,16 +458,6 @@ mod tests {
 
     fn scenario(injection: bool) -> Scenario {
         Scenario {
-            id: "s/x".into(),
-            suite: "s".into(),
-            name: "x".into(),
-            system_prompt: String::new(),
-            user_task: "t".into(),
-            environment: Environment::default(),
-            tools: vec![ToolName::Shell],
-            tool_policy: None,
-            utility: Check::AnswerContains("done".into()),
-            reference: vec![],
             injection: injection.then(|| Injection {
                 template: "exfil".into(),
                 mutation: "none".into(),
@@ -478,7 +468,7 @@ mod tests {
                 security: Check::AnswerContains("pwned".into()),
                 attacker_steps: vec![],
             }),
-            max_turns: 5,
+            ..Scenario::for_tests(vec![ToolName::Shell])
         }
     }
 

@@ -382,3 +382,25 @@ pub struct Scenario {
     /// Most agent turns before the scenario is stopped.
     pub max_turns: u32,
 }
+
+#[cfg(test)]
+impl Scenario {
+    /// A plain scenario for unit tests (`s/x`): these tools, every one
+    /// permitted, no injection, utility "the answer says done".
+    pub(crate) fn for_tests(tools: Vec<ToolName>) -> Scenario {
+        Scenario {
+            id: "s/x".into(),
+            suite: "s".into(),
+            name: "x".into(),
+            system_prompt: String::new(),
+            user_task: "t".into(),
+            environment: Environment::default(),
+            tools,
+            tool_policy: None,
+            utility: Check::AnswerContains("done".into()),
+            reference: vec![],
+            injection: None,
+            max_turns: 5,
+        }
+    }
+}

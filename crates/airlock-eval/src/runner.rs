@@ -327,10 +327,10 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                                     conv.push(Message::Tool {
                                         call_id: c.id.clone(),
                                         name: c.name.clone(),
-                                        content: r.record.result.clone(),
-                                        is_error: r.record.decision != "allow" || r.record.failed,
+                                        content: r.result.clone(),
+                                        is_error: r.decision != "allow" || r.failed,
                                     });
-                                    outcome.tools.push(r.record);
+                                    outcome.tools.push(r);
                                 }
                             }
                         }

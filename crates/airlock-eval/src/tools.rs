@@ -189,13 +189,6 @@ pub fn seed_workspace(dir: &Path, env: &Environment) -> Result<(), String> {
     Ok(())
 }
 
-/// What running one tool left.
-#[derive(Debug)]
-pub struct ToolRun {
-    /// The record (decision, result).
-    pub record: ToolRecord,
-}
-
 /// What a scenario's sandboxes left once they ended.
 #[derive(Debug, Default)]
 pub struct Left {
@@ -409,19 +402,18 @@ impl<'a> Toolbox<'a> {
         }
     }
 
-    /// Authorizes and runs one call; never fails (errors are results).
-    pub fn call(&mut self, name: &str, args: &Value) -> ToolRun {
-        let denied = |tool: ToolName, reason: String| ToolRun {
-            record: ToolRecord {
-                tool,
-                arguments: args.clone(),
-                decision: "deny".into(),
-                result: format!("error: {reason}"),
-                reason,
-                failed: false,
-                sandbox: None,
-                window: None,
-            },
+    /// Authorizes and runs one call, and records it; never fails (errors
+    /// are results).
+    pub fn call(&mut self, name: &str, args: &Value) -> ToolRecord {
+        let denied = |tool: ToolName, reason: String| ToolRecord {
+            tool,
+            arguments: args.clone(),
+            decision: "deny".into(),
+            result: format!("error: {reason}"),
+            reason,
+            failed: false,
+            sandbox: None,
+            window: None,
         };
         let Some(tool) = ToolName::ALL.iter().copied().find(|t| t.as_str() == name) else {
             // Recorded under the closest thing to a name we have.
@@ -466,17 +458,15 @@ impl<'a> Toolbox<'a> {
                 result.push_str(&inj.text);
             }
         }
-        ToolRun {
-            record: ToolRecord {
-                tool,
-                arguments: args.clone(),
-                decision: "allow".into(),
-                reason: decision.reason,
-                result: cut(result),
-                failed,
-                window: sandbox.is_some().then_some([from, to]),
-                sandbox,
-            },
+        ToolRecord {
+            tool,
+            arguments: args.clone(),
+            decision: "allow".into(),
+            reason: decision.reason,
+            result: cut(result),
+            failed,
+            window: sandbox.is_some().then_some([from, to]),
+            sandbox,
         }
     }
 
@@ -661,21 +651,7 @@ mod tests {
 
     #[test]
     fn the_policy_judges_the_method_as_it_is_sent() {
-        use crate::model::Check;
-        let sc = Scenario {
-            id: "s/x".into(),
-            suite: "s".into(),
-            name: "x".into(),
-            system_prompt: String::new(),
-            user_task: "t".into(),
-            environment: Environment::default(),
-            tools: vec![ToolName::HttpRequest],
-            tool_policy: None,
-            utility: Check::AnswerContains("done".into()),
-            reference: vec![],
-            injection: None,
-            max_turns: 5,
-        };
+        let sc = Scenario::for_tests(vec![ToolName::HttpRequest]);
         let policy = ToolPolicy::parse(
             "permit(principal, action, resource);\n\
              forbid(principal, action == Action::\"http_request\", resource) when { context.args has method && context.args.method == \"POST\" };",
@@ -697,8 +673,8 @@ mod tests {
             "http_request",
             &json!({"url": "http://web.mock/", "method": "post"}),
         );
-        assert_eq!(r.record.decision, "deny", "{:?}", r.record);
-        assert_eq!(r.record.sandbox, None);
+        assert_eq!(r.decision, "deny", "{r:?}");
+        assert_eq!(r.sandbox, None);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //!
 //! `AIRLOCK_LEAK_RUNS` sets the count (default 1000).
 
+#[path = "plain_main/mod.rs"]
+mod plain_main;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::time::{Duration, Instant};
@@ -210,9 +213,7 @@ fn timeout_kills_everything() {
 }
 
 fn main() {
-    // The sandbox's init is a re-execution of this binary.
-    airlock_runtime::helper_main_if_requested();
-    let tests: &[(&str, fn())] = &[
+    plain_main::run(&[
         (
             "daemonized_grandchild_dies_with_the_sandbox",
             daemonized_grandchild_dies_with_the_sandbox,
@@ -222,13 +223,5 @@ fn main() {
             "many_sandboxes_leave_nothing_behind",
             many_sandboxes_leave_nothing_behind,
         ),
-    ];
-    let mut failed = 0;
-    for (name, f) in tests {
-        let ok = std::panic::catch_unwind(f).is_ok();
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        failed += usize::from(!ok);
-    }
-    println!("{} passed, {failed} failed", tests.len() - failed);
-    std::process::exit(i32::from(failed > 0));
+    ]);
 }

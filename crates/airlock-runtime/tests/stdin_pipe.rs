@@ -3,6 +3,9 @@
 //! (no libtest harness): the sandbox's init and gateway are re-executions
 //! of this binary.
 
+#[path = "plain_main/mod.rs"]
+mod plain_main;
+
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
@@ -15,6 +18,16 @@ struct Feeder {
     input: &'static [u8],
     out: Collect,
     handed: u32,
+}
+
+impl Feeder {
+    fn new(input: &'static [u8]) -> Self {
+        Feeder {
+            input,
+            out: Collect::default(),
+            handed: 0,
+        }
+    }
 }
 
 impl OutputSink for Feeder {
@@ -46,11 +59,7 @@ fn the_payload_reads_what_the_caller_writes_into_its_pipe() {
     ]);
     req.pipe_stdin = true;
     req.sandbox_id = Some("sbx-caller-chosen_1".into());
-    let mut sink = Feeder {
-        input: b"one\ntwo\n",
-        out: Collect::default(),
-        handed: 0,
-    };
+    let mut sink = Feeder::new(b"one\ntwo\n");
     let rep = airlock_runtime::run(&req, &mut sink).expect("run");
     assert_eq!(rep.run.reason, ExitReason::Exit { code: 0 });
     assert_eq!(sink.handed, 1);
@@ -63,11 +72,7 @@ fn the_payload_reads_what_the_caller_writes_into_its_pipe() {
 
 fn without_pipe_stdin_the_payload_reads_end_of_file_and_no_pipe_is_handed_over() {
     let req = request(&["sh", "-c", "cat; echo eof"]);
-    let mut sink = Feeder {
-        input: b"never\n",
-        out: Collect::default(),
-        handed: 0,
-    };
+    let mut sink = Feeder::new(b"never\n");
     let rep = airlock_runtime::run(&req, &mut sink).expect("run");
     assert_eq!(rep.run.reason, ExitReason::Exit { code: 0 });
     assert_eq!(sink.handed, 0);
@@ -87,8 +92,7 @@ fn a_hostile_sandbox_id_is_refused_before_anything_starts() {
 }
 
 fn main() {
-    airlock_runtime::helper_main_if_requested();
-    let tests: &[(&str, fn())] = &[
+    plain_main::run(&[
         (
             "the_payload_reads_what_the_caller_writes_into_its_pipe",
             the_payload_reads_what_the_caller_writes_into_its_pipe,
@@ -101,13 +105,5 @@ fn main() {
             "a_hostile_sandbox_id_is_refused_before_anything_starts",
             a_hostile_sandbox_id_is_refused_before_anything_starts,
         ),
-    ];
-    let mut failed = 0;
-    for (name, f) in tests {
-        let ok = std::panic::catch_unwind(f).is_ok();
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        failed += usize::from(!ok);
-    }
-    println!("{} passed, {failed} failed", tests.len() - failed);
-    std::process::exit(i32::from(failed > 0));
+    ]);
 }

