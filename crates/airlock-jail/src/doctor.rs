@@ -166,6 +166,24 @@ pub fn doctor() -> Vec<Check> {
         hint: (!overlay).then(|| "modprobe overlay (needed only for rootfs images)".into()),
     });
 
+    out.push(idmap_check());
+
+    let time_ns = std::path::Path::new("/proc/self/ns/time").exists();
+    out.push(Check {
+        name: "time namespace",
+        status: if time_ns {
+            CheckStatus::Ok
+        } else {
+            CheckStatus::Degraded
+        },
+        detail: if time_ns {
+            "available: sandbox clocks start at zero, host uptime hidden".into()
+        } else {
+            "not available: the sandbox sees the host's uptime".into()
+        },
+        hint: (!time_ns).then(|| "a kernel >= 5.6 built with CONFIG_TIME_NS".into()),
+    });
+
     let kernel = rustix::system::uname();
     let release = kernel.release().to_string_lossy().to_string();
     let (maj, min) = {
@@ -182,4 +200,50 @@ pub fn doctor() -> Vec<Check> {
         hint: (!new_enough).then(|| "airlock needs Linux >= 5.14 (clone3 with CLONE_INTO_CGROUP, mount_setattr, cgroup.kill)".into()),
     });
     out
+}
+
+/// Idmapped workspace mounts: tried for real on the temporary directory
+/// (a detached mount that is never attached) when airlock runs as root.
+fn idmap_check() -> Check {
+    let name = "idmapped mounts";
+    if !rustix::process::geteuid().is_root() {
+        return Check {
+            name,
+            status: CheckStatus::Ok,
+            detail: "not needed rootless: the sandbox runs as your uid".into(),
+            hint: None,
+        };
+    }
+    let dir = std::env::temp_dir();
+    let tried = crate::workspace::open(&dir)
+        .map_err(|e| e.to_string())
+        .and_then(|w| {
+            let id = crate::hostids::ROOT_MODE_UID_BASE;
+            w.detached_tree(Some((id, id)))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+    match tried {
+        Ok(()) => Check {
+            name,
+            status: CheckStatus::Ok,
+            detail: format!(
+                "work on {} (root-run sandboxes get a host uid of their own; a workspace \
+                 keeps its owner)",
+                dir.display()
+            ),
+            hint: None,
+        },
+        Err(e) => Check {
+            name,
+            status: CheckStatus::Degraded,
+            detail: format!("do not work on {}: {e}", dir.display()),
+            hint: Some(
+                "a root-run sandbox with a --workspace then runs as the directory's owner, \
+                 and a root-owned workspace is refused; use ext4, xfs, btrfs or tmpfs on \
+                 Linux >= 6.3"
+                    .into(),
+            ),
+        },
+    }
 }

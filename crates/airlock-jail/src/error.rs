@@ -189,6 +189,23 @@ pub enum SpawnError {
     /// The sandbox's init died before reporting.
     #[error("sandbox init exited before the command started (status {0})")]
     InitDied(i32),
+    /// The host uid lease file could not be used.
+    #[error("cannot lease a host uid for the sandbox ({path:?}): {source}")]
+    HostIds {
+        /// The lock file or its directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every host uid of the reserved range is in use.
+    #[error(
+        "all {count} host uids reserved for root-run sandboxes are in use; end some sandboxes"
+    )]
+    HostIdsExhausted {
+        /// Size of the range.
+        count: u32,
+    },
     /// Could not find the airlock executable to re-exec as the sandbox init.
     #[error("cannot open the airlock executable for re-exec: {0}")]
     SelfExe(std::io::Error),

@@ -101,7 +101,13 @@ pub(crate) fn main() -> ! {
     if !spec.net.listeners.is_empty() {
         hand_over_listeners(spec);
     }
-    if let Err(e) = crate::mounts::build_root(spec) {
+    // A time namespace for everything forked from here on (the payload),
+    // with clocks that start near zero: uptime and the host's boot time
+    // stay hidden. Init itself stays in the host's.
+    if let Err(e) = sys::unshare_time_from_zero() {
+        fail(e.to_string());
+    }
+    if let Err(e) = crate::mounts::build_root(spec, cfg.workspace.as_ref()) {
         fail(format!("building the sandbox filesystem: {e}"));
     }
     if let Err(e) = plant(spec) {
@@ -136,9 +142,14 @@ pub(crate) fn main() -> ! {
         Ok(p) => p,
         Err(e) => fail(format!("socketpair: {e}")),
     };
+    let at_fork = t0.elapsed();
     let payload = match unsafe_fork() {
         Forked::Child => {
             drop(watch_init);
+            // The child is in the sandbox's time namespace, whose monotonic
+            // clock differs from init's: re-base init's start on it.
+            let now = std::time::Instant::now();
+            let t0 = now.checked_sub(at_fork).unwrap_or(now);
             crate::payload::run(&cfg, exe.as_deref(), watch_payload, t0)
         }
         Forked::Parent(pid) => pid,

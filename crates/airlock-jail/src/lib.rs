@@ -12,13 +12,17 @@
 //! sandbox's init is a re-execution of that binary.
 //!
 //! The contain pipeline, in order (see `spawn.rs`, `init.rs`, `payload.rs`):
-//! 1. supervisor: validate the spec, compile seccomp, create the cgroup;
+//! 1. supervisor: validate the spec, compile seccomp, lease a host uid
+//!    (root), open the host workspace without following symlinks (as root:
+//!    a detached, idmapped mount of it), create the cgroup;
 //! 2. supervisor: `clone3` into new user, pid, mount, net, ipc and uts
 //!    namespaces (and the cgroup, on v2); write uid/gid maps; say "go";
 //! 3. child: set ids, keep capabilities as ambient, arm the parent-death
 //!    signal, re-exec the binary as init with an empty environment;
 //! 4. init: unshare the cgroup namespace, set the hostname, bring up `lo`,
-//!    build the root filesystem and pivot into it;
+//!    unshare the time namespace (clocks from zero) for the payload, build
+//!    the root filesystem (attaching the host workspace the supervisor
+//!    opened and, as root, idmapped) and pivot into it;
 //! 5. payload: setsid, rlimits, chdir, no_new_privs, Landlock, drop all
 //!    capabilities, seccomp, exec;
 //! 6. init: reap and forward signals until the payload exits, report;
@@ -30,6 +34,7 @@ mod cgroup;
 mod doctor;
 mod error;
 mod exitwatch;
+mod hostids;
 mod init;
 mod landlock;
 mod mounts;
@@ -41,16 +46,16 @@ mod seccomp;
 mod spawn;
 mod spec;
 mod sys;
+mod workspace;
 
 pub use cgroup::{detect as detect_cgroups, CgroupSupport, CgroupVersion};
 pub use doctor::{doctor, Check, CheckStatus};
 pub use error::{CgroupError, JailError, LandlockError, SpawnError, SpecError, SysError};
+pub use hostids::{ROOT_MODE_UID_BASE, ROOT_MODE_UID_COUNT};
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
 pub use proto::INIT_ARG;
 pub use report::{CgroupReport, ExitReason, JailEvent, LimitHit, RunReport, StreamStats};
-pub use spawn::{
-    check, run, settle, Collect, OutputSink, RunOptions, StdinMode, ROOT_MODE_UID_BASE,
-};
+pub use spawn::{check, run, settle, Collect, OutputSink, RunOptions, StdinMode};
 pub use spec::{
     CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, PlantFile, RlimitSpec, RoBind,
     WorkspaceSource, MAX_COPY_OUT, MAX_LISTENERS, MAX_PLANT, MAX_PLANT_BYTES,

@@ -18,18 +18,25 @@ use crate::spec::{JailSpec, WorkspaceSource};
 
 /// A mount step that failed, naming the operation and the path.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {path:?}: {source}")]
-pub(crate) struct MountError {
-    op: &'static str,
-    path: PathBuf,
-    #[source]
-    source: std::io::Error,
+pub(crate) enum MountError {
+    /// A mount step on a path (always the path as the user knows it, never
+    /// the supervisor's view under /oldroot).
+    #[error("{op} {path:?}: {source}")]
+    Step {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host workspace could not be attached.
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace::AttachError),
 }
 
 type Result<T> = std::result::Result<T, MountError>;
 
 fn err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> MountError + 'a {
-    move |source| MountError {
+    move |source| MountError::Step {
         op,
         path: path.to_path_buf(),
         source,
@@ -84,49 +91,27 @@ fn bind(src: &Path, dst: &Path) -> Result<()> {
         )
     };
     if ret != 0 {
-        return Err(err("bind", src)(std::io::Error::last_os_error()));
+        // Name the host path as the user knows it, not under /oldroot.
+        let shown = src
+            .strip_prefix("/oldroot")
+            .map_or_else(|_| src.to_path_buf(), |p| Path::new("/").join(p));
+        return Err(err("bind", &shown)(std::io::Error::last_os_error()));
     }
     Ok(())
 }
 
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 
 /// Set attributes on a mount and everything below it (`mount_setattr` with
 /// AT_RECURSIVE), so submounts of a bound /usr become read-only too.
 fn set_attrs_recursive(path: &Path, attrs: u64) -> Result<()> {
-    let c = cstr(path);
-    let mut a = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: `c` is NUL-terminated and `a` is a live mount_attr of the size passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW,
-            &mut a as *mut MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret != 0 {
-        return Err(err("mount_setattr", path)(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    crate::sys::mount_setattr(libc::AT_FDCWD, &cstr(path), attrs, None).map_err(|e| {
+        MountError::Step {
+            op: "mount_setattr",
+            path: path.to_path_buf(),
+            source: e.source,
+        }
+    })
 }
 
 fn mkdir_p(p: &Path, mode: u32) -> Result<()> {
@@ -196,7 +181,7 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 
 /// Build the whole root. On return the process's root is the sandbox root,
 /// the host root is detached, and the cwd is `/`.
-pub(crate) fn build_root(spec: &JailSpec) -> Result<()> {
+pub(crate) fn build_root(spec: &JailSpec, attach: Option<&crate::workspace::Attach>) -> Result<()> {
     // Nothing we mount may propagate back to the host.
     mount(
         None,
@@ -217,10 +202,12 @@ pub(crate) fn build_root(spec: &JailSpec) -> Result<()> {
     )?;
     mkdir_p(&base.join("newroot"), 0o755)?;
     mkdir_p(&base.join("oldroot"), 0o755)?;
-    crate::sys::pivot_root(&cstr(base), &cstr(&base.join("oldroot"))).map_err(|e| MountError {
-        op: "pivot_root",
-        path: base.into(),
-        source: e.source,
+    crate::sys::pivot_root(&cstr(base), &cstr(&base.join("oldroot"))).map_err(|e| {
+        MountError::Step {
+            op: "pivot_root",
+            path: base.into(),
+            source: e.source,
+        }
     })?;
     std::env::set_current_dir("/").map_err(err("chdir", Path::new("/")))?;
 
@@ -429,8 +416,12 @@ pub(crate) fn build_root(spec: &JailSpec) -> Result<()> {
     mkdir_p(&ws, 0o755)?;
     match &spec.workspace {
         WorkspaceSource::HostDir(dir) => {
-            bind(&under(old, dir), &ws)?;
-            set_attrs_recursive(&ws, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?;
+            let how = attach.ok_or_else(|| MountError::Step {
+                op: "attach workspace (no directory was handed over)",
+                path: dir.clone(),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            })?;
+            crate::workspace::attach(how, dir, old, &ws)?;
         }
         WorkspaceSource::Tmpfs(size) => {
             mount(
@@ -456,7 +447,7 @@ pub(crate) fn build_root(spec: &JailSpec) -> Result<()> {
     )?;
     std::env::set_current_dir(new).map_err(err("chdir", new))?;
     let dot = CString::new(".").expect("static");
-    crate::sys::pivot_root(&dot, &dot).map_err(|e| MountError {
+    crate::sys::pivot_root(&dot, &dot).map_err(|e| MountError::Step {
         op: "pivot_root",
         path: new.into(),
         source: e.source,

@@ -58,6 +58,9 @@ pub(crate) struct InitConfig {
     pub(crate) seccomp: Compiled,
     /// rlimits replacing cgroup limits the host cannot enforce.
     pub(crate) fallback: crate::rlimit::Fallback,
+    /// How to attach a host workspace (`None` for an ephemeral one).
+    #[serde(default)]
+    pub(crate) workspace: Option<crate::workspace::Attach>,
     /// Set-up phases measured by init so far (name, microseconds since init started).
     #[serde(default)]
     pub(crate) phases: Vec<(String, u64)>,

@@ -9,7 +9,6 @@
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -17,11 +16,13 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::cgroup::{self, Cgroup};
 use crate::error::{JailError, SpawnError, SpecError};
+use crate::hostids::HostIdLease;
 use crate::landlock::LandlockReport;
 use crate::proto::{step, InitConfig, Report, GO, INIT_ARG, PLACED, PRE_EXEC_TAG};
 use crate::report::{CgroupReport, ExitReason, JailEvent, LimitHit, RunReport, StreamStats};
 use crate::spec::{JailSpec, WorkspaceSource};
 use crate::sys::{self, CloneArgs, Forked};
+use crate::workspace::{self, Attach, TREE_FD};
 
 /// Where the payload's output goes while it runs.
 pub trait OutputSink {
@@ -180,72 +181,123 @@ fn receive_listeners(ctl: &OwnedFd, want: usize) -> Result<Vec<OwnedFd>, JailErr
     Err(SpawnError::Network { reason }.into())
 }
 
-/// Host-side base uid for sandboxes started by root (an unused high range).
-pub const ROOT_MODE_UID_BASE: u32 = 2_000_000_000;
-
 struct IdMap {
     host_uid: u32,
     host_gid: u32,
     privileged: bool,
+    /// Held while the sandbox lives: its host uid is its own (root mode).
+    _lease: Option<HostIdLease>,
 }
 
-fn choose_ids(spec: &JailSpec) -> Result<IdMap, SpecError> {
+/// A host workspace, opened by the supervisor, and how init attaches it.
+struct HostWs {
+    attach: Attach,
+    /// The detached mount init moves into place ([`Attach::Tree`]).
+    tree: Option<OwnedFd>,
+}
+
+/// The sandbox's host ids and its host workspace.
+///
+/// Rootless, the sandbox runs as the caller, and init opens the workspace
+/// itself (as the caller, who could open it anyway), checking it is the
+/// directory opened here. As root, the sandbox runs as a host uid of its
+/// own from [`crate::ROOT_MODE_UID_BASE`], leased for its lifetime, and the
+/// workspace is a detached mount made here, idmapped so that its owner's
+/// files are the sandbox's. Where idmapping is impossible (a filesystem or
+/// kernel without support), the sandbox runs as the directory's owner, as
+/// long as that is not root.
+fn prepare_ids(spec: &mut JailSpec) -> Result<(IdMap, Option<HostWs>), JailError> {
+    let ws = match &spec.workspace {
+        WorkspaceSource::HostDir(dir) => Some(workspace::open(dir)?),
+        WorkspaceSource::Tmpfs(_) => None,
+    };
+    if let Some(w) = &ws {
+        spec.workspace = WorkspaceSource::HostDir(w.path.clone());
+    }
     let euid = rustix::process::geteuid().as_raw();
-    let egid = rustix::process::getegid().as_raw();
     if euid != 0 {
-        return Ok(IdMap {
+        let ids = IdMap {
             host_uid: euid,
-            host_gid: egid,
+            host_gid: rustix::process::getegid().as_raw(),
             privileged: false,
+            _lease: None,
+        };
+        let ws = ws.map(|w| HostWs {
+            attach: w.lookup(),
+            tree: None,
         });
+        return Ok((ids, ws));
     }
-    if let WorkspaceSource::HostDir(dir) = &spec.workspace {
-        let m = fs::metadata(dir).map_err(|e| SpecError::Workspace {
-            path: dir.clone(),
-            reason: e.to_string(),
-        })?;
-        if m.uid() == 0 {
-            return Err(SpecError::Workspace {
-                path: dir.clone(),
-                reason: "is owned by root; airlock never runs a sandbox as host root, so it \
-                         would not be writable: chown it to the user whose files these are"
-                    .into(),
-            });
+    let lease = HostIdLease::acquire()?;
+    let own = lease.uid();
+    let Some(w) = ws else {
+        return Ok((
+            IdMap {
+                host_uid: own,
+                host_gid: own,
+                privileged: true,
+                _lease: Some(lease),
+            },
+            None,
+        ));
+    };
+    match w.detached_tree(Some((own, own))) {
+        Ok(tree) => Ok((
+            IdMap {
+                host_uid: own,
+                host_gid: own,
+                privileged: true,
+                _lease: Some(lease),
+            },
+            Some(HostWs {
+                attach: Attach::Tree,
+                tree: Some(tree),
+            }),
+        )),
+        Err(e) if w.uid == 0 => Err(SpecError::Workspace {
+            path: w.path.clone(),
+            reason: format!(
+                "cannot be idmapped here ({e}), and airlock never runs a sandbox as host \
+                 root, so this root-owned directory would not be writable: put the workspace \
+                 on a filesystem that supports idmapped mounts (ext4, xfs, btrfs, tmpfs), or \
+                 chown it to an unprivileged user"
+            ),
         }
-        return Ok(IdMap {
-            host_uid: m.uid(),
-            host_gid: m.gid(),
-            privileged: true,
-        });
+        .into()),
+        Err(e) => {
+            tracing::warn!(
+                workspace = %w.path.display(),
+                error = %e,
+                owner = w.uid,
+                "idmapped mounts are unavailable for this workspace; the sandbox runs as its owner"
+            );
+            let tree = w.detached_tree(None).map_err(|e| SpecError::Workspace {
+                path: w.path.clone(),
+                reason: e.to_string(),
+            })?;
+            Ok((
+                IdMap {
+                    host_uid: w.uid,
+                    host_gid: w.gid,
+                    privileged: true,
+                    _lease: None,
+                },
+                Some(HostWs {
+                    attach: Attach::Tree,
+                    tree: Some(tree),
+                }),
+            ))
+        }
     }
-    let off = std::process::id() % 65_536;
-    Ok(IdMap {
-        host_uid: ROOT_MODE_UID_BASE + off,
-        host_gid: ROOT_MODE_UID_BASE + off,
-        privileged: true,
-    })
 }
 
-fn check_host_paths(spec: &mut JailSpec) -> Result<(), SpecError> {
+fn check_host_paths(spec: &JailSpec) -> Result<(), SpecError> {
     for b in &spec.ro_binds {
         if !b.optional && fs::symlink_metadata(&b.path).is_err() {
             return Err(SpecError::MissingBind {
                 path: b.path.clone(),
             });
         }
-    }
-    if let WorkspaceSource::HostDir(dir) = &mut spec.workspace {
-        let canon = fs::canonicalize(&*dir).map_err(|e| SpecError::Workspace {
-            path: dir.clone(),
-            reason: e.to_string(),
-        })?;
-        if !canon.is_dir() {
-            return Err(SpecError::Workspace {
-                path: dir.clone(),
-                reason: "is not a directory".into(),
-            });
-        }
-        *dir = canon;
     }
     Ok(())
 }
@@ -283,6 +335,9 @@ struct PreExec<'a> {
     gid: u32,
     last_cap: u32,
     cgroup_tasks: &'a [RawFd],
+    /// A detached workspace mount for init at [`TREE_FD`], or -1. It is
+    /// above [`TREE_FD`], so moving the other sources first never clobbers it.
+    ws_tree: RawFd,
     exe: &'a CStr,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
@@ -345,8 +400,9 @@ fn child_after_clone(p: &PreExec<'_>) -> ! {
             pre_exec_fail(p.ctl, step::SIGMASK, sys::errno());
         }
     }
-    // fds: 0-2 the payload's stdio, 3 the control socket, nothing else.
-    // Sources are all >= 3 (the supervisor keeps 0-2 open), so no dup2
+    // fds: 0-2 the payload's stdio, 3 the control socket, 4 a detached
+    // workspace mount (if any), nothing else. Sources are all >= 3 (the
+    // supervisor keeps 0-2 open) and the mount's is > 4, so no dup2
     // clobbers a source still needed.
     if !(sys::dup2_raw(p.stdin, 0)
         && sys::dup2_raw(p.stdout, 1)
@@ -355,7 +411,14 @@ fn child_after_clone(p: &PreExec<'_>) -> ! {
     {
         pre_exec_fail(p.ctl, step::FDS, sys::errno());
     }
-    sys::close_from_raw(4);
+    if p.ws_tree >= 0 {
+        if !sys::dup2_raw(p.ws_tree, TREE_FD) {
+            pre_exec_fail(3, step::FDS, sys::errno());
+        }
+        sys::close_from_raw(TREE_FD as u32 + 1);
+    } else {
+        sys::close_from_raw(TREE_FD as u32);
+    }
     let errno = sys::execve_raw(p.exe, p.argv, p.envp);
     pre_exec_fail(3, step::EXEC, errno);
 }
@@ -620,9 +683,9 @@ pub fn run(
     // One validation pass before any side effect.
     spec.validate()?;
     let mut spec = spec.clone();
-    check_host_paths(&mut spec)?;
+    check_host_paths(&spec)?;
     let seccomp = crate::seccomp::compile(&spec.seccomp)?;
-    let ids = choose_ids(&spec)?;
+    let (ids, host_ws) = prepare_ids(&mut spec)?;
 
     tracing::debug!(at = ?started.elapsed(), "spec validated");
     let support = cgroup::detect(spec.cgroup.root.as_deref());
@@ -641,6 +704,7 @@ pub fn run(
         spec: spec.clone(),
         seccomp,
         fallback,
+        workspace: host_ws.as_ref().map(|w| w.attach.clone()),
         phases: Vec::new(),
     })
     .expect("init config serializes");
@@ -725,6 +789,10 @@ pub fn run(
         gid: spec.gid,
         last_cap: sys::cap_last_cap(),
         cgroup_tasks: &cgroup_task_fds,
+        ws_tree: host_ws
+            .as_ref()
+            .and_then(|w| w.tree.as_ref())
+            .map_or(-1, |t| t.as_raw_fd()),
         exe: &exe,
         argv: &argv,
         envp: &envp,
@@ -746,7 +814,8 @@ pub fn run(
         Forked::Child => child_after_clone(&pre),
         Forked::Parent(c) => c,
     };
-    drop((out_w, err_w, ctl_child, cgroup_tasks));
+    // The child has its copy of the workspace mount; ours goes.
+    drop((out_w, err_w, ctl_child, cgroup_tasks, host_ws));
     let stdin_writer = stdin_copy.map(|(r, w)| {
         drop(r);
         w

@@ -435,3 +435,170 @@ pub(crate) fn kill(pid: libc::pid_t, sig: i32) {
         libc::kill(pid, sig);
     }
 }
+
+/// Four random bytes from the kernel (`getrandom(2)`); 0 when it fails,
+/// which only makes a search start at the beginning.
+pub(crate) fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: the pointer and length describe the live 4-byte buffer `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        0
+    }
+}
+
+/// Try to take an open-file-description write lock on the one byte at
+/// `offset` of `fd` (`F_OFD_SETLK`): `Ok(false)` when another description
+/// holds it.
+pub(crate) fn ofd_try_lock_byte(fd: RawFd, offset: u64) -> io::Result<bool> {
+    // SAFETY: flock is plain old data; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = offset as libc::off_t;
+    fl.l_len = 1;
+    // l_pid must be 0 for OFD locks (zeroed above).
+    // SAFETY: `fl` is a live, initialised flock that the call only reads.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    match errno() {
+        libc::EAGAIN | libc::EACCES => Ok(false),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub(crate) const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `mount_setattr(dirfd, path, flags | AT_RECURSIVE, {attrs, userns})`: set
+/// attributes on a mount and every mount below it; with `userns`, also
+/// `MOUNT_ATTR_IDMAP` with that user namespace's mapping (only on a
+/// detached mount that is not idmapped yet). An empty `path` means `dirfd`
+/// itself.
+pub(crate) fn mount_setattr(
+    dirfd: RawFd,
+    path: &CStr,
+    attrs: u64,
+    userns: Option<BorrowedFd<'_>>,
+) -> SysResult<()> {
+    let mut a = MountAttr {
+        attr_set: attrs | userns.map_or(0, |_| MOUNT_ATTR_IDMAP),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
+    };
+    let mut flags = libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW;
+    if path.is_empty() {
+        flags |= libc::AT_EMPTY_PATH;
+    }
+    // SAFETY: `path` is NUL-terminated, `a` is a live mount_attr of the
+    // size passed, and the borrowed userns fd stays open for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            &mut a as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check("mount_setattr", ret).map(drop)
+}
+
+/// A user namespace that maps one uid and one gid (`inside` -> `host`),
+/// made only to describe an idmapped mount: a child is cloned into a new
+/// user namespace and waits, its maps are written, its namespace is opened,
+/// and it exits. Returns the namespace's fd.
+pub(crate) fn mapping_userns(
+    uid_inside: u32,
+    uid_host: u32,
+    gid_inside: u32,
+    gid_host: u32,
+) -> SysResult<OwnedFd> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SysError::from_errno("pipe", e.raw_os_error()))?;
+    let (r_raw, w_raw) = (r.as_raw_fd(), w.as_raw_fd());
+    let args = CloneArgs {
+        flags: libc::CLONE_NEWUSER as u64,
+        cgroup: None,
+    };
+    // SAFETY: the child only calls close(2), read(2) and _exit(2), all
+    // async-signal-safe, on fds opened before the clone.
+    let child = match unsafe { clone3(&args) }? {
+        Forked::Child => {
+            // Its copy of the write end would keep it from seeing EOF.
+            // SAFETY: integer-only syscall on the child's own copy.
+            unsafe { libc::close(w_raw) };
+            let mut b = [0u8; 1];
+            let _ = read_raw(r_raw, &mut b);
+            exit_now(0);
+        }
+        Forked::Parent(c) => c,
+    };
+    drop(r);
+    let result = (|| {
+        let base = format!("/proc/{}", child.pid);
+        let write = |file: &'static str, text: String| {
+            std::fs::write(format!("{base}/{file}"), text)
+                .map_err(|source| SysError { call: file, source })
+        };
+        write("uid_map", format!("{uid_inside} {uid_host} 1\n"))?;
+        write("setgroups", "deny".into())?;
+        write("gid_map", format!("{gid_inside} {gid_host} 1\n"))?;
+        std::fs::File::open(format!("{base}/ns/user"))
+            .map(OwnedFd::from)
+            .map_err(|source| SysError {
+                call: "open(/proc/PID/ns/user)",
+                source,
+            })
+    })();
+    drop(w); // the child reads EOF and exits
+    let _ = wait4(child.pid, libc::__WALL);
+    result
+}
+
+/// Unshare the time namespace for this process's future children and set
+/// its monotonic and boot-time clocks to start near zero, so that uptime
+/// and the host's boot time stay hidden. `Ok(false)` when the kernel has no
+/// time namespaces (built without CONFIG_TIME_NS, or older than 5.6).
+pub(crate) fn unshare_time_from_zero() -> SysResult<bool> {
+    // SAFETY: integer-only syscall.
+    if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
+        return match errno() {
+            libc::EINVAL => Ok(false),
+            _ => Err(SysError::last("unshare(CLONE_NEWTIME)")),
+        };
+    }
+    let secs = |clock| rustix::time::clock_gettime(clock).tv_sec.max(0);
+    let mono = secs(rustix::time::ClockId::Monotonic);
+    let boot = rustix::time::clock_gettime_dynamic(rustix::time::DynamicClockId::Boottime)
+        .map(|t| t.tv_sec.max(0))
+        .unwrap_or(mono);
+    // Offsets apply to the new namespace (time_for_children) until its
+    // first process enters; the clocks then read a second or less.
+    std::fs::write(
+        "/proc/self/timens_offsets",
+        format!("monotonic -{mono} 0\nboottime -{boot} 0\n"),
+    )
+    .map_err(|source| SysError {
+        call: "write(/proc/self/timens_offsets)",
+        source,
+    })?;
+    Ok(true)
+}
