@@ -198,6 +198,16 @@ pub(crate) const ALL: &[&str] = &[
     "write_proc_sys",
     "write_sysrq",
     "hardlink_usr",
+    "hardlink_etc",
+    "write_outside_workspace",
+    "mknod_workspace",
+    "setuid_chmod",
+    "setuid_fchmod",
+    "setuid_fchmodat",
+    "setuid_fchmodat2",
+    "setuid_create",
+    "setuid_mknod",
+    "setgid_mkdir",
     "read_kcore",
     "read_kmsg",
     "read_proc1_mem",
@@ -213,6 +223,7 @@ pub(crate) const ALL: &[&str] = &[
     "control_socket_tcp",
     "control_ioctl_fionread",
     "control_personality_query",
+    "control_chmod_workspace",
     "control_pidfd_open",
     "control_read_passwd",
     "control_write_tmp",
@@ -615,6 +626,51 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
         // A hard link in the host-visible workspace to a root-owned host
         // file (setuid binaries included) would outlive the sandbox.
         "hardlink_usr" => hardlink_usr(),
+        // The same with the sandbox's own (synthetic) /etc/passwd.
+        "hardlink_etc" => link_into_workspace("/etc/passwd"),
+        // ".." out of the workspace lands on the read-only root.
+        "write_outside_workspace" => create_file("/workspace/../airlock-outside"),
+        // A device node in the host-visible workspace would open host
+        // devices for whoever finds it there.
+        "mknod_workspace" => mknod(c"/workspace/.airlock-probe-mem", libc::S_IFCHR, 1, 1),
+        // A setuid or setgid bit on a file the sandbox wrote into the
+        // workspace would make a host program that runs as the
+        // workspace's owner (root, for a root-owned workspace). Each
+        // succeeds only if the bit is really set afterwards.
+        "setuid_chmod" => setuid_bit(|p, m| unsafe {
+            libc::syscall(libc::SYS_chmod, p.as_ptr(), m)
+        }),
+        "setuid_fchmod" => setuid_bit(|p, m| unsafe {
+            let fd = libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            let r = libc::syscall(libc::SYS_fchmod, fd, m);
+            libc::close(fd);
+            r
+        }),
+        "setuid_fchmodat" => setuid_bit(|p, m| unsafe {
+            libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, p.as_ptr(), m)
+        }),
+        "setuid_fchmodat2" => setuid_bit(|p, m| unsafe {
+            libc::syscall(452, libc::AT_FDCWD, p.as_ptr(), m, 0)
+        }),
+        "setuid_create" => setuid_made(|p| unsafe {
+            let fd = libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o4755,
+            );
+            if fd >= 0 {
+                libc::close(fd as i32);
+            }
+            fd
+        }),
+        "setuid_mknod" => setuid_made(|p| unsafe {
+            libc::syscall(libc::SYS_mknodat, libc::AT_FDCWD, p.as_ptr(), libc::S_IFREG | 0o4755, 0)
+        }),
+        "setgid_mkdir" => setuid_made(|p| unsafe {
+            libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, p.as_ptr(), 0o2755)
+        }),
         // Init is not dumpable: its memory and executable are off limits
         // (CVE-2019-5736 overwrote the runtime through /proc/PID/exe).
         "read_proc1_mem" => read_proc1_mem(),
@@ -648,6 +704,16 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
             "pidfd_open(self)",
         ),
         "control_read_passwd" => read_file("/etc/passwd"),
+        // Ordinary permission bits in the workspace stay settable.
+        "control_chmod_workspace" => {
+            let o = setuid_bit(|p, _| unsafe { libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, p.as_ptr(), 0o700) });
+            match o.succeeded {
+                // No bit set is what a plain chmod should leave: report
+                // the call's own result.
+                Some(false) if o.errno.is_none() => Outcome::ok("chmod(0700) in the workspace"),
+                _ => Outcome::failed(o.errno, o.detail),
+            }
+        }
         "control_write_tmp" => create_file("/tmp/airlock-probe-control"),
         "control_write_workspace" => create_file("/workspace/.airlock-probe-control"),
         _ => return None,
@@ -1839,6 +1905,67 @@ fn stdin_escape() -> Outcome {
     } else {
         Outcome::ok(found.join("; ")).with_data(data)
     }
+}
+
+/// A hard link to `src` inside the workspace.
+fn link_into_workspace(src: &str) -> Outcome {
+    let dst = c"/workspace/.airlock-probe-hardlink";
+    let c = cstr(src);
+    let r = unsafe { libc::link(c.as_ptr(), dst.as_ptr()) };
+    let o = ret(
+        r as i64,
+        &format!("link({src}, /workspace/.airlock-probe-hardlink)"),
+    );
+    if r == 0 {
+        unsafe { libc::unlink(dst.as_ptr()) };
+    }
+    o
+}
+
+const SUID_PROBE: &CStr = c"/workspace/.airlock-probe-suid";
+
+/// Whether `SUID_PROBE` exists with a setuid or setgid bit; then removes it.
+fn suid_outcome(r: i64, what: &str) -> Outcome {
+    let e = errno();
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let exists = unsafe { libc::lstat(SUID_PROBE.as_ptr(), &mut st) } == 0;
+    let bits = if exists { st.st_mode & 0o6000 } else { 0 };
+    unsafe {
+        libc::unlink(SUID_PROBE.as_ptr());
+        libc::rmdir(SUID_PROBE.as_ptr());
+    }
+    if bits != 0 {
+        Outcome::ok(format!("{what}: the file has mode {:o}", st.st_mode & 0o7777))
+    } else if r < 0 {
+        Outcome::failed(Some(e), format!("{what}: {}", strerror(e)))
+    } else {
+        // The call "worked" but no bit was set: the attack still failed.
+        Outcome::failed(None, format!("{what} returned {r}, but no setuid/setgid bit is set"))
+    }
+}
+
+/// Make an ordinary file in the workspace, then try `chmod(path, 04755)`.
+fn setuid_bit(chmod: impl Fn(&CStr, libc::mode_t) -> libc::c_long) -> Outcome {
+    let fd = unsafe {
+        libc::open(
+            SUID_PROBE.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o755,
+        )
+    };
+    if fd < 0 {
+        let e = errno();
+        return Outcome::failed(Some(e), format!("creating the test file: {}", strerror(e)));
+    }
+    unsafe { libc::close(fd) };
+    let r = chmod(SUID_PROBE, 0o4755);
+    suid_outcome(r as i64, "chmod(/workspace/.airlock-probe-suid, 04755)")
+}
+
+/// Try to create the test path with a setuid/setgid mode directly.
+fn setuid_made(create: impl Fn(&CStr) -> libc::c_long) -> Outcome {
+    let r = create(SUID_PROBE);
+    suid_outcome(r as i64, "creating /workspace/.airlock-probe-suid with mode 04755/02755")
 }
 
 fn hardlink_usr() -> Outcome {

@@ -3,7 +3,9 @@
 //! fresh workspace so that it runs inside the sandbox.
 //!
 //! Root mode runs airlock as the test's own user (root in CI) with a
-//! workspace owned by [`ROOT_MODE_OWNER`], so the sandbox runs as that uid.
+//! workspace owned by [`ROOT_MODE_OWNER`]; the sandbox runs as a host uid
+//! of its own ([`ROOT_MODE_UIDS`]) and sees the workspace through an
+//! idmapped mount, so what it creates there is owned by that owner.
 //! Rootless mode runs airlock through `setpriv` as [`ROOTLESS_UID`] when the
 //! tests run as root, or directly as the current user otherwise.
 
@@ -17,8 +19,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// Owner of the workspace in root mode: airlock runs the sandbox as the
-/// workspace owner, and refuses a root-owned one.
+/// Owner of the workspace in root mode (an ordinary user's uid; root-owned
+/// workspaces have tests of their own).
 pub const ROOT_MODE_OWNER: u32 = 4242;
 /// The uid rootless runs switch to when the tests run as root.
 pub const ROOTLESS_UID: u32 = 65534;
@@ -79,8 +81,24 @@ pub fn modes() -> Vec<Mode> {
     }
 }
 
-/// The host uid the sandbox is expected to run as in `mode`.
-pub fn expected_host_uid(mode: Mode) -> u32 {
+/// The host uids root-run sandboxes get, one of their own each: airlock's
+/// reserved range (`airlock_jail::ROOT_MODE_UID_BASE`, 65,536 uids).
+pub const ROOT_MODE_UIDS: std::ops::Range<u32> = 2_000_000_000..2_000_065_536;
+
+/// Whether `uid` is a host uid a sandbox of `mode` may run as: as root, one
+/// of airlock's reserved range (never an account's, never the workspace
+/// owner's); rootless, the caller's.
+pub fn is_expected_host_uid(mode: Mode, uid: u64) -> bool {
+    match (mode, is_root()) {
+        (Mode::Root, _) => u32::try_from(uid).is_ok_and(|u| ROOT_MODE_UIDS.contains(&u)),
+        (Mode::Rootless, true) => uid == u64::from(ROOTLESS_UID),
+        (Mode::Rootless, false) => uid == u64::from(euid()),
+    }
+}
+
+/// The host owner of files the sandbox creates in its workspace: the
+/// workspace's owner (root mode idmaps it; rootless it is the caller).
+pub fn workspace_owner(mode: Mode) -> u32 {
     match (mode, is_root()) {
         (Mode::Root, _) => ROOT_MODE_OWNER,
         (Mode::Rootless, true) => ROOTLESS_UID,

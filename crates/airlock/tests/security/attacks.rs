@@ -192,6 +192,20 @@ denied! {
     write_proc_sys => [EROFS, EACCES],
     // Hard links never cross from a read-only bind into the workspace.
     hardlink_usr => [EXDEV, EPERM],
+    hardlink_etc => [EXDEV, EPERM],
+    // The workspace is the only writable host place; ".." leaves it.
+    write_outside_workspace => [EROFS, EACCES],
+    // No device nodes in the host-visible workspace (no CAP_MKNOD, nodev).
+    mknod_workspace => [EPERM],
+    // No setuid/setgid bit on anything the sandbox makes (seccomp: the
+    // workspace's files are owned on the host by its owner, root included).
+    setuid_chmod => [EPERM],
+    setuid_fchmod => [EPERM],
+    setuid_fchmodat => [EPERM],
+    setuid_fchmodat2 => [EPERM],
+    setuid_create => [EPERM],
+    setuid_mknod => [EPERM],
+    setgid_mkdir => [EPERM],
     // Init is not dumpable: no ptrace-style access through /proc.
     read_proc1_mem => [EACCES, EPERM],
     write_init_exe => [EACCES, EPERM],

@@ -469,8 +469,8 @@ fn only_the_workspace_survives_a_run() {
         );
         assert_eq!(
             owner,
-            expected_host_uid(mode),
-            "[{mode}] the workspace file's host owner"
+            workspace_owner(mode),
+            "[{mode}] the workspace file's host owner is not the workspace's owner"
         );
     }
 }
