@@ -270,7 +270,7 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
     })();
     let mut audits: Vec<PathBuf> = Vec::new();
     match setup {
-        Err(e) => outcome.agent_error = Some(format!("scenario set-up failed: {e}")),
+        Err(e) => outcome.harness_error = Some(format!("scenario set-up failed: {e}")),
         Ok(mut toolbox) => {
             let script = Script {
                 reference: sc.reference.clone(),
@@ -294,7 +294,7 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                         },
                     ];
                     let mut finished = false;
-                    while outcome.turns < sc.max_turns {
+                    'turns: while outcome.turns < sc.max_turns {
                         if stop.load(Ordering::SeqCst) {
                             return None;
                         }
@@ -319,10 +319,24 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                                     content,
                                     tool_calls: calls.clone(),
                                 });
-                                for c in calls {
+                                for (n, c) in calls.into_iter().enumerate() {
                                     let r = toolbox.call(&c.name, &c.arguments);
                                     if stop.load(Ordering::SeqCst) {
                                         return None;
+                                    }
+                                    if let Some(e) = &r.harness_error {
+                                        // The harness failed, not the agent:
+                                        // the run stops here, and is not
+                                        // scored as a trial.
+                                        outcome.harness_error = Some(format!(
+                                            "turn {}, call {} ({}): {e}",
+                                            outcome.turns,
+                                            n + 1,
+                                            c.name
+                                        ));
+                                        outcome.tools.push(r);
+                                        finished = true;
+                                        break 'turns;
                                     }
                                     conv.push(Message::Tool {
                                         call_id: c.id.clone(),
@@ -335,14 +349,16 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                             }
                         }
                     }
-                    if !finished {
-                        outcome.agent_error =
-                            Some(format!("no final answer within {} turns", sc.max_turns));
-                    }
+                    // Running out of turns is the agent's behaviour, scored
+                    // like any other (its answer is empty), not an error.
+                    outcome.out_of_turns = !finished;
                 }
             }
             // The scenario's sandbox is destroyed here, before scoring.
             let left = toolbox.finish();
+            if outcome.harness_error.is_none() {
+                outcome.harness_error = left.harness_error;
+            }
             outcome.sink.extend(left.sink);
             audits.extend(left.audit);
         }
@@ -367,7 +383,9 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
         "sink": outcome.sink,
         "usage": outcome.usage,
         "turns": outcome.turns,
+        "out_of_turns": outcome.out_of_turns,
         "agent_error": outcome.agent_error,
+        "harness_error": outcome.harness_error,
     });
     if let Ok(text) = serde_json::to_string_pretty(&transcript) {
         let _ = std::fs::write(audit_dir.join("transcript.json"), text);
