@@ -553,6 +553,7 @@ mod tests {
                 duration_ms: 0,
                 airlock_version: String::new(),
                 interrupted: false,
+                stopped_on_errors: false,
             },
             rs,
         )

@@ -50,6 +50,10 @@ pub struct RunInfo {
     /// The run was stopped early (Ctrl-C): not every scenario ran.
     #[serde(default)]
     pub interrupted: bool,
+    /// No new scenario was started once more runs had ended in a harness
+    /// or agent error than allowed: not every scenario ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_on_errors: bool,
 }
 
 /// The record of a run (`results.json`).
@@ -517,6 +521,11 @@ pub fn markdown(results: &Results) -> String {
     if run.interrupted {
         m.push_str("- **Interrupted**: not every scenario ran.\n");
     }
+    if run.stopped_on_errors {
+        m.push_str(
+            "- **Stopped on errors**: more runs ended in an error than allowed; not every scenario ran.\n",
+        );
+    }
     m.push('\n');
 
     m.push_str("## Summary\n\n");
@@ -948,6 +957,12 @@ pub fn html(results: &Results) -> String {
     if run.interrupted {
         s.push_str("<p class=\"fail\">Interrupted: not every scenario ran.</p>\n");
     }
+    if run.stopped_on_errors {
+        s.push_str(
+            "<p class=\"fail\">Stopped on errors: more runs ended in an error than allowed; \
+             not every scenario ran.</p>\n",
+        );
+    }
 
     s.push_str("<div class=\"cards\">\n");
     for (name, r) in [
@@ -1220,6 +1235,7 @@ mod tests {
             duration_ms: 34_567,
             airlock_version: "0.1.0".into(),
             interrupted: false,
+            stopped_on_errors: false,
         };
         let mut r = Results::new(
             run,

@@ -5,6 +5,13 @@
 //! once, so an interrupted run keeps what it finished and `--resume`
 //! continues it. The stop flag (Ctrl-C) stops running sandboxes within a
 //! quarter second; an interrupted scenario is not recorded.
+//!
+//! Runs that end in a harness or agent error are results too (counted
+//! apart, see [`crate::metrics`]). Once more of them happened than
+//! [`EvalOptions::max_errors`] allows, no new scenario is started (the
+//! running ones finish): the evaluation has failed, and running on would
+//! only spend time (or a model's tokens) on more errors. `--resume` runs
+//! the error runs again.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -65,6 +72,69 @@ pub struct EvalOptions {
     pub profile: Profile,
     /// A cgroup hierarchy to use instead of the detected one.
     pub cgroup_root: Option<PathBuf>,
+    /// How many error runs are allowed before no new scenario starts.
+    pub max_errors: ErrorAllowance,
+}
+
+/// How many runs may end in each kind of error (`--max-harness-errors`,
+/// `--max-agent-errors`); `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorAllowance {
+    /// Runs that may end in a harness error.
+    pub harness: u64,
+    /// Runs that may end in an agent error.
+    pub agent: u64,
+}
+
+impl ErrorAllowance {
+    /// The first kind of error of which `results` hold more than allowed:
+    /// its kind, its count, the allowance and the first such result.
+    pub fn exceeded<'r>(
+        &self,
+        results: impl IntoIterator<Item = &'r ScenarioResult>,
+    ) -> Option<Exceeded<'r>> {
+        let mut seen: [(u64, Option<&'r ScenarioResult>); 2] = [(0, None), (0, None)];
+        for r in results {
+            let i = match r.kind() {
+                crate::metrics::RunKind::Trial => continue,
+                crate::metrics::RunKind::HarnessError => 0,
+                crate::metrics::RunKind::AgentError => 1,
+            };
+            seen[i].0 += 1;
+            seen[i].1.get_or_insert(r);
+        }
+        let [(h, hr), (a, ar)] = seen;
+        if h > self.harness {
+            return hr.map(|first| Exceeded {
+                kind: crate::metrics::RunKind::HarnessError,
+                count: h,
+                allowed: self.harness,
+                first,
+            });
+        }
+        if a > self.agent {
+            return ar.map(|first| Exceeded {
+                kind: crate::metrics::RunKind::AgentError,
+                count: a,
+                allowed: self.agent,
+                first,
+            });
+        }
+        None
+    }
+}
+
+/// More error runs than allowed (see [`ErrorAllowance::exceeded`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Exceeded<'r> {
+    /// Harness or agent errors (harness errors are reported first).
+    pub kind: crate::metrics::RunKind,
+    /// How many runs ended in it.
+    pub count: u64,
+    /// How many were allowed.
+    pub allowed: u64,
+    /// The first of them (in the order given).
+    pub first: &'r ScenarioResult,
 }
 
 /// Told about every scenario as it starts and ends (a progress bar).
@@ -87,7 +157,8 @@ impl Progress for NoProgress {
 /// The progress file in an output directory.
 pub const PROGRESS_FILE: &str = "progress.jsonl";
 
-/// Results already in `out`'s progress file (for `--resume`).
+/// Results already in `out`'s progress file (for `--resume`): the last
+/// line of each scenario run (a run resumed after an error has two).
 pub fn finished_results(out: &Path) -> Result<Vec<ScenarioResult>, EvalError> {
     let path = out.join(PROGRESS_FILE);
     let text = match std::fs::read_to_string(&path) {
@@ -119,7 +190,16 @@ pub fn finished_results(out: &Path) -> Result<Vec<ScenarioResult>, EvalError> {
             }
         }
     }
-    Ok(v)
+    let mut last: std::collections::BTreeMap<(String, u32), usize> = Default::default();
+    for (i, r) in v.iter().enumerate() {
+        last.insert((r.id.clone(), r.run), i);
+    }
+    let keep: BTreeSet<usize> = last.into_values().collect();
+    Ok(v.into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| r)
+        .collect())
 }
 
 fn sanitize(id: &str) -> String {
@@ -149,8 +229,10 @@ fn chown_tree(p: &Path, uid: u32) {
 }
 
 /// Runs every scenario `repeat` times (skipping runs already in
-/// `done`), calling `progress`, and returns the new results. Stops early
-/// when `stop` is set.
+/// `done`), calling `progress`, and returns the new results in the order
+/// they finished. Stops early when `stop` is set, and starts no new
+/// scenario once the new results hold more errors than
+/// `opts.max_errors` allows.
 pub fn run(
     scenarios: &[Scenario],
     opts: &EvalOptions,
@@ -187,12 +269,14 @@ pub fn run(
         .filter(|(i, k)| !done.contains(&(scenarios[*i].id.clone(), *k)))
         .collect();
     let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
+    let results: Mutex<Vec<ScenarioResult>> = Mutex::new(Vec::new());
+    // Too many errors: no new scenario starts.
+    let failed = AtomicBool::new(false);
     let write_error: Mutex<Option<EvalError>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..opts.concurrency.max(1).min(jobs.len().max(1)) {
             s.spawn(|| loop {
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || failed.load(Ordering::SeqCst) {
                     return;
                 }
                 let j = next.fetch_add(1, Ordering::SeqCst);
@@ -216,10 +300,11 @@ pub fn run(
                     return;
                 }
                 progress.finished(&result);
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(result);
+                let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
+                all.push(result);
+                if opts.max_errors.exceeded(all.iter()).is_some() {
+                    failed.store(true, Ordering::SeqCst);
+                }
             });
         }
     });
