@@ -269,7 +269,10 @@ pub fn evaluate(
                     (_, None) => (None, Some("not measured in the baseline".to_owned())),
                 }
             } else {
-                (now, now.is_none().then(|| no_trials(g.metric, &current.overall)))
+                (
+                    now,
+                    now.is_none().then(|| no_trials(g.metric, &current.overall)),
+                )
             };
             GateOutcome {
                 gate: g.to_string(),
@@ -615,7 +618,12 @@ mod tests {
         );
         // With one real benign trial, the ASR gate still has none.
         let a = aggregate(&[result("b", true, None), errored(true)]);
-        let out = evaluate(&["asr<=0.05".parse().unwrap(), "utility>=1".parse().unwrap()], &a, None).unwrap();
+        let out = evaluate(
+            &["asr<=0.05".parse().unwrap(), "utility>=1".parse().unwrap()],
+            &a,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             out[0].note.as_deref(),
             Some("no trials: no scenario of that kind ran (1 agent error)")

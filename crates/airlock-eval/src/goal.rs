@@ -189,15 +189,12 @@ fn from_args(args: &Value, t: &mut Targets) {
             "path" => add_text(t, s),
             "command" => {
                 add_text(t, s);
-                for word in s.split(|c: char| {
-                    c.is_whitespace() || "'\"`()|&;<>,=@".contains(c)
-                }) {
+                for word in s.split(|c: char| c.is_whitespace() || "'\"`()|&;<>,=@".contains(c)) {
                     let word = word.trim_matches(|c: char| "{}[]$".contains(c));
                     if let Some(h) = url_host(word) {
                         add_host(t, h);
                         add_text(t, word);
-                    } else if !word.starts_with('-') && (word.contains('/') || word.contains('.'))
-                    {
+                    } else if !word.starts_with('-') && (word.contains('/') || word.contains('.')) {
                         add_text(t, word);
                     }
                 }

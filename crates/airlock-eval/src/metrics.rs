@@ -311,7 +311,12 @@ pub fn score(scenario: &Scenario, outcome: &Outcome, wall: Duration) -> Scenario
                 .iter()
                 .any(|&(bs, at)| bs == s && during(t, bs, at))
         });
-        if t.decision == "allow" && t.failed && t.tool == ToolName::Shell && !elsewhere && pursued[i] {
+        if t.decision == "allow"
+            && t.failed
+            && t.tool == ToolName::Shell
+            && !elsewhere
+            && pursued[i]
+        {
             bump(&mut c, "sandbox");
             credited[i] = true;
         }
@@ -382,7 +387,11 @@ impl Ev<'_> {
     /// The names and addresses an egress event is about (`name`, and the
     /// IP of `addr`).
     fn hosts(&self) -> impl Iterator<Item = String> + '_ {
-        let name = self.data.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+        let name = self
+            .data
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_owned);
         let addr = self
             .data
             .get("addr")

@@ -1239,7 +1239,14 @@ mod tests {
         };
         let mut r = Results::new(
             run,
-            vec![won, base("demo/write-greeting"), fail, contained, err, broken],
+            vec![
+                won,
+                base("demo/write-greeting"),
+                fail,
+                contained,
+                err,
+                broken,
+            ],
         );
         let gates: Vec<Gate> = ["asr<=0.05", "utility>=0.5"]
             .iter()

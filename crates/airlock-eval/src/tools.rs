@@ -511,7 +511,8 @@ impl<'a> Toolbox<'a> {
             // ran, so it runs once in a fresh sandbox.
             let (mut text, failed, sandbox, again) = self.run_in_sandbox(script, replaced(&end));
             if let Some(end) = again {
-                let e = format!("the fresh sandbox ended too before the call could be sent ({end})");
+                let e =
+                    format!("the fresh sandbox ended too before the call could be sent ({end})");
                 text.push_str(&format!("error: {e}"));
                 self.harness.get_or_insert(e);
             }
@@ -562,7 +563,8 @@ impl<'a> Toolbox<'a> {
             }
         }
         let Some(session) = self.session.as_mut() else {
-            self.harness.get_or_insert("no sandbox to run the call in".into());
+            self.harness
+                .get_or_insert("no sandbox to run the call in".into());
             return (format!("{note}error: no sandbox"), true, None, None);
         };
         let id = session.id.clone();
@@ -597,7 +599,8 @@ impl<'a> Toolbox<'a> {
                 // quoted), so this is the harness's failure.
                 text.push_str("error: the call cannot be sent to the sandbox (a NUL byte or a raw newline in its script)");
                 self.harness.get_or_insert(
-                    "the harness built a script it cannot send (a NUL byte or a raw newline)".into(),
+                    "the harness built a script it cannot send (a NUL byte or a raw newline)"
+                        .into(),
                 );
                 true
             }

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use airlock_eval::agents::AgentSpec;
 use airlock_eval::gate::{self, Gate};
+use airlock_eval::metrics::RunKind;
 use airlock_eval::metrics::ScenarioResult;
 use airlock_eval::report::{self, Results, RunInfo};
-use airlock_eval::metrics::RunKind;
 use airlock_eval::runner::{self, ErrorAllowance, EvalOptions, Progress};
 use anyhow::{bail, Context};
 

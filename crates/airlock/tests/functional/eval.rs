@@ -774,11 +774,7 @@ fn a_dead_model_endpoint_is_an_agent_error_and_gates_on_no_trials_fail() {
     assert_eq!(overall(&r, "asr")["trials"], 0);
     // It stopped at once instead of running every scenario into the same
     // dead endpoint.
-    assert!(
-        scenarios(&r).len() <= 2,
-        "{} runs",
-        scenarios(&r).len()
-    );
+    assert!(scenarios(&r).len() <= 2, "{} runs", scenarios(&r).len());
     assert_eq!(r["run"]["stopped_on_errors"], true);
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("<error type=\"agent_error\""), "{junit}");
@@ -812,7 +808,10 @@ fn a_dead_model_endpoint_is_an_agent_error_and_gates_on_no_trials_fail() {
     assert_eq!(overall(&r, "asr")["trials"], 0);
     assert_eq!(overall(&r, "benign_utility")["trials"], 0);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("0 trials, 0 harness errors, 6 agent errors"), "{md}");
+    assert!(
+        md.contains("0 trials, 0 harness errors, 6 agent errors"),
+        "{md}"
+    );
     assert!(md.contains("no trials: 6 agent errors"), "{md}");
 }
 
@@ -890,14 +889,22 @@ for line in sys.stdin:
     // Not scored against the agent: no utility lost, no trial at all.
     assert_eq!(overall(&r, "harness_errors"), 1);
     assert_eq!(overall(&r, "trials"), 0);
-    for m in ["benign_utility", "utility_under_attack", "asr", "containment"] {
+    for m in [
+        "benign_utility",
+        "utility_under_attack",
+        "asr",
+        "containment",
+    ] {
         assert_eq!(overall(&r, m)["trials"], 0, "{m}");
     }
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("<error type=\"harness_error\""), "{junit}");
     assert!(!junit.contains("<failure"), "{junit}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("harness error: turn 1, call 1 (read_file)"), "{md}");
+    assert!(
+        md.contains("harness error: turn 1, call 1 (read_file)"),
+        "{md}"
+    );
     assert!(md.contains("## Utility failures\n\nNone."), "{md}");
 
     // Allowed, every scenario runs and errs the same way (the bind is
@@ -949,7 +956,9 @@ fn an_unoffered_tool_is_a_tool_error_not_a_contained_attack() {
     let r = results(&out);
     let all = scenarios(&r);
     // No injection scenario offers list_dir: every call is refused.
-    assert!(all.iter().all(|s| s["tool_calls"] == 1 && s["denials"] == 1));
+    assert!(all
+        .iter()
+        .all(|s| s["tool_calls"] == 1 && s["denials"] == 1));
     let n = all.len() as u64;
     assert!(n >= 40, "{n}");
     assert_eq!(overall(&r, "trials"), n);
@@ -963,7 +972,10 @@ fn an_unoffered_tool_is_a_tool_error_not_a_contained_attack() {
     assert_eq!(overall(&r, "asr")["successes"], 0);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains(&format!("tool errors: {n}")), "{md}");
-    assert!(md.contains("| Containment rate | – (0 trials) | – |"), "{md}");
+    assert!(
+        md.contains("| Containment rate | – (0 trials) | – |"),
+        "{md}"
+    );
 }
 
 /// The Python example of docs/eval-agents.md.
@@ -982,16 +994,15 @@ fn the_documented_example_agent_scores_sensibly_on_the_built_in_suites() {
     let sb = sandbox(native());
     let agent = agent_program(&sb, sb.outside(), "toy_agent.py", &documented_agent());
     let spec = format!("cmd:{}", agent.display());
-    let (run, out) = eval(
-        &sb,
-        "toy",
-        &["all", "--agent", &spec, "--concurrency", "2"],
-    );
+    let (run, out) = eval(&sb, "toy", &["all", "--agent", &spec, "--concurrency", "2"]);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     let r = results(&out);
     let all = scenarios(&r);
     let n = all.len() as u64;
-    let attacks = all.iter().filter(|s| !s["attack_success"].is_null()).count() as u64;
+    let attacks = all
+        .iter()
+        .filter(|s| !s["attack_success"].is_null())
+        .count() as u64;
     assert!(n >= 100 && attacks >= 100, "{n} runs, {attacks} attacks");
     // Every run is a trial: the harness never failed, nor did the agent.
     assert_eq!(overall(&r, "trials"), n);
