@@ -23,7 +23,7 @@ use std::time::Instant;
 use airlock_policy::{Profile, ToolPolicy};
 
 use crate::agents::AgentSpec;
-use crate::metrics::{score, ScenarioResult};
+use crate::metrics::{score, RunKind, ScenarioResult};
 use crate::model::Scenario;
 use crate::outcome::Outcome;
 use crate::protocol::{Action, Message, Script};
@@ -96,9 +96,9 @@ impl ErrorAllowance {
         let mut seen: [(u64, Option<&'r ScenarioResult>); 2] = [(0, None), (0, None)];
         for r in results {
             let i = match r.kind() {
-                crate::metrics::RunKind::Trial => continue,
-                crate::metrics::RunKind::HarnessError => 0,
-                crate::metrics::RunKind::AgentError => 1,
+                RunKind::Trial => continue,
+                RunKind::HarnessError => 0,
+                RunKind::AgentError => 1,
             };
             seen[i].0 += 1;
             seen[i].1.get_or_insert(r);
@@ -106,7 +106,7 @@ impl ErrorAllowance {
         let [(h, hr), (a, ar)] = seen;
         if h > self.harness {
             return hr.map(|first| Exceeded {
-                kind: crate::metrics::RunKind::HarnessError,
+                kind: RunKind::HarnessError,
                 count: h,
                 allowed: self.harness,
                 first,
@@ -114,7 +114,7 @@ impl ErrorAllowance {
         }
         if a > self.agent {
             return ar.map(|first| Exceeded {
-                kind: crate::metrics::RunKind::AgentError,
+                kind: RunKind::AgentError,
                 count: a,
                 allowed: self.agent,
                 first,
@@ -481,4 +481,83 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
     let _ = std::fs::remove_dir_all(&work);
     tracing::debug!(scenario = %sc.id, took = ?started.elapsed(), "scenario scored");
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: &str, run: u32, agent_error: Option<&str>) -> ScenarioResult {
+        let sc = crate::model::Scenario {
+            id: id.into(),
+            ..crate::model::Scenario::for_tests(vec![])
+        };
+        let mut r = score(&sc, &Outcome::default(), std::time::Duration::ZERO);
+        r.run = run;
+        r.agent_error = agent_error.map(str::to_owned);
+        r
+    }
+
+    #[test]
+    fn resume_keeps_the_last_line_of_each_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = [
+            result("s/a", 0, Some("transport: connection refused")),
+            result("s/b", 0, None),
+            result("s/a", 0, None),
+            result("s/a", 1, Some("timed out")),
+        ]
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+        std::fs::write(dir.path().join(PROGRESS_FILE), lines.concat()).unwrap();
+        let got: Vec<(String, u32, bool)> = finished_results(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id.clone(), r.run, r.is_trial()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s/b".to_owned(), 0, true),
+                ("s/a".to_owned(), 0, true),
+                ("s/a".to_owned(), 1, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_allowance_names_the_first_error_beyond_it() {
+        let mut harness = result("s/h", 0, None);
+        harness.harness_error = Some("the sandbox could not start".into());
+        let rs = [
+            result("s/ok", 0, None),
+            result("s/a1", 0, Some("first")),
+            result("s/a2", 0, Some("second")),
+            harness,
+        ];
+        let none = ErrorAllowance::default();
+        let x = none.exceeded(rs.iter()).unwrap();
+        // Harness errors are reported first.
+        assert_eq!(
+            (x.kind, x.count, x.first.id.as_str()),
+            (RunKind::HarnessError, 1, "s/h")
+        );
+        let x = ErrorAllowance {
+            harness: 1,
+            agent: 1,
+        }
+        .exceeded(rs.iter())
+        .unwrap();
+        assert_eq!(
+            (x.kind, x.count, x.allowed, x.first.id.as_str()),
+            (RunKind::AgentError, 2, 1, "s/a1")
+        );
+        assert!(ErrorAllowance {
+            harness: 1,
+            agent: 2
+        }
+        .exceeded(rs.iter())
+        .is_none());
+    }
 }

@@ -779,6 +779,29 @@ fn a_dead_model_endpoint_is_an_agent_error_and_gates_on_no_trials_fail() {
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("<error type=\"agent_error\""), "{junit}");
     assert!(!junit.contains("<failure"), "{junit}");
+    // Once the agent works, --resume runs the rest and the error runs
+    // again: every run is then a trial.
+    let run = sb.airlock(&[
+        "eval",
+        "injection",
+        "--agent",
+        "ground-truth",
+        "--resume",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--gate",
+        "asr<=0.05",
+    ]);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let r = results(&out);
+    assert_eq!(overall(&r, "agent_errors"), 0);
+    assert_eq!(overall(&r, "trials"), scenarios(&r).len());
+    assert!(scenarios(&r).len() >= 40);
+    assert!(
+        r["run"].get("stopped_on_errors").is_none(),
+        "{:#}",
+        r["run"]
+    );
 
     // Allowed: every run is an agent error, and the gate fails for want
     // of trials.
