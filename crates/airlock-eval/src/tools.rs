@@ -491,7 +491,12 @@ impl<'a> Toolbox<'a> {
             failed,
             window: sandbox.is_some().then_some([from, to]),
             sandbox,
-            harness_error: self.harness.take(),
+            // A sandbox whose run failed in the runtime (found when the
+            // call ended it) failed the call for the harness's reason too.
+            harness_error: self
+                .harness
+                .take()
+                .or_else(|| self.left.harness_error.clone()),
         }
     }
 
