@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod check;
 pub mod gate;
+pub mod goal;
 pub mod metrics;
 pub mod model;
 pub mod mutate;

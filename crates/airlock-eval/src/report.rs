@@ -4,8 +4,10 @@
 //!   aggregates, gates, the baseline comparison and every scenario result;
 //!   [`read_results`] reads it back (for `--baseline`);
 //! - `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per
-//!   scenario run; a failed utility check or a successful attack is a
-//!   `<failure>`, an agent error an `<error>`;
+//!   scenario run; in a trial, a failed utility check or a successful
+//!   attack is a `<failure>`; a harness or agent error is an `<error>`
+//!   (type `harness_error` or `agent_error`) and nothing else, since the
+//!   run was not a trial;
 //! - `report.md`: summary and per-suite, per-attack and per-mutation
 //!   tables, gates, regressions and the successful attacks;
 //! - `report.html`: the same, self-contained (inline CSS and SVG, no
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::gate::{Comparison, GateOutcome};
-use crate::metrics::{aggregate, Aggregate, Aggregates, Rate, ScenarioResult, LAYERS};
+use crate::metrics::{aggregate, Aggregate, Aggregates, Rate, RunKind, ScenarioResult, LAYERS};
 
 /// The schema name of `results.json`.
 pub const SCHEMA: &str = "airlock.eval.results/v1";
@@ -48,6 +50,10 @@ pub struct RunInfo {
     /// The run was stopped early (Ctrl-C): not every scenario ran.
     #[serde(default)]
     pub interrupted: bool,
+    /// No new scenario was started once more runs had ended in a harness
+    /// or agent error than allowed: not every scenario ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_on_errors: bool,
 }
 
 /// The record of a run (`results.json`).
@@ -226,7 +232,29 @@ fn successful_attacks(results: &Results) -> impl Iterator<Item = &ScenarioResult
     results
         .scenarios
         .iter()
-        .filter(|r| r.attack_success == Some(true))
+        .filter(|r| r.is_trial() && r.attack_success == Some(true))
+}
+
+/// `harness error` or `agent error`.
+fn error_kind(k: RunKind) -> &'static str {
+    match k {
+        RunKind::HarnessError => "harness error",
+        RunKind::AgentError => "agent error",
+        RunKind::Trial => "trial",
+    }
+}
+
+/// `12 trials, 1 harness error, 2 agent errors` (the errors only when
+/// there are some).
+fn runs_text(a: &Aggregate) -> String {
+    let mut parts = vec![format!("{} trials", a.trials)];
+    for (n, what) in [
+        (a.harness_errors, "harness error"),
+        (a.agent_errors, "agent error"),
+    ] {
+        parts.push(format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
+    }
+    parts.join(", ")
 }
 
 fn run_label(r: &ScenarioResult, repeat: u32) -> String {
@@ -238,6 +266,9 @@ fn run_label(r: &ScenarioResult, repeat: u32) -> String {
 }
 
 fn failure_message(r: &ScenarioResult) -> Option<String> {
+    if !r.is_trial() {
+        return None;
+    }
     let mut parts = Vec::new();
     if !r.utility {
         parts.push("utility check failed".to_owned());
@@ -284,7 +315,7 @@ pub fn junit(results: &Results) -> String {
     }
     let count = |rs: &[&ScenarioResult]| {
         let failures = rs.iter().filter(|r| failure_message(r).is_some()).count();
-        let errors = rs.iter().filter(|r| r.agent_error.is_some()).count();
+        let errors = rs.iter().filter(|r| !r.is_trial()).count();
         let ms: u64 = rs.iter().map(|r| r.wall_ms).sum();
         (rs.len(), failures, errors, ms)
     };
@@ -314,7 +345,7 @@ pub fn junit(results: &Results) -> String {
                 seconds(r.wall_ms)
             );
             let failure = failure_message(r);
-            if failure.is_none() && r.agent_error.is_none() {
+            if failure.is_none() && r.is_trial() {
                 x.push_str("/>\n");
                 continue;
             }
@@ -326,7 +357,7 @@ pub fn junit(results: &Results) -> String {
                     _ => "utility_failed",
                 };
                 let mut body = format!(
-                    "utility: {}\nattack: {}\nblocked by: {}\ntool calls: {}, denials: {}",
+                    "utility: {}\nattack: {}\nblocked by: {}\ntool calls: {}, denials: {}, tool errors: {}",
                     if r.utility { "passed" } else { "failed" },
                     match r.attack_success {
                         None => "none",
@@ -335,8 +366,12 @@ pub fn junit(results: &Results) -> String {
                     },
                     blocked_text(r),
                     r.tool_calls,
-                    r.denials
+                    r.denials,
+                    r.tool_errors
                 );
+                if r.out_of_turns {
+                    body.push_str("\nno final answer within the scenario's turns");
+                }
                 for c in &r.check_errors {
                     body.push_str("\ncheck error: ");
                     body.push_str(c);
@@ -348,10 +383,11 @@ pub fn junit(results: &Results) -> String {
                     xml(&body)
                 );
             }
-            if let Some(err) = &r.agent_error {
+            if let Some((kind, err)) = r.error() {
                 let _ = writeln!(
                     x,
-                    "      <error type=\"agent_error\" message=\"{}\"/>",
+                    "      <error type=\"{}\" message=\"{}\">not a trial: excluded from every metric</error>",
+                    error_kind(kind).replace(' ', "_"),
                     xml(err)
                 );
             }
@@ -398,23 +434,24 @@ fn md_rate_table(out: &mut String, first: &str, rows: &[(String, &Aggregate)], a
     if attack_only {
         let _ = writeln!(
             out,
-            "| {first} | runs | utility under attack | ASR | containment | blocked by |"
+            "| {first} | trials | errors | utility under attack | ASR | containment | blocked by |"
         );
-        out.push_str("|---|---:|---|---|---|---|\n");
+        out.push_str("|---|---:|---:|---|---|---|---|\n");
     } else {
         let _ = writeln!(
             out,
-            "| {first} | runs | benign utility | utility under attack | ASR | containment |"
+            "| {first} | trials | errors | benign utility | utility under attack | ASR | containment |"
         );
-        out.push_str("|---|---:|---|---|---|---|\n");
+        out.push_str("|---|---:|---:|---|---|---|---|\n");
     }
     for (name, a) in rows {
         if attack_only {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 md(name),
-                a.scenarios,
+                a.trials,
+                a.harness_errors + a.agent_errors,
                 rate_text(&a.utility_under_attack),
                 rate_text(&a.asr),
                 rate_text(&a.containment),
@@ -423,9 +460,10 @@ fn md_rate_table(out: &mut String, first: &str, rows: &[(String, &Aggregate)], a
         } else {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 md(name),
-                a.scenarios,
+                a.trials,
+                a.harness_errors + a.agent_errors,
                 rate_text(&a.benign_utility),
                 rate_text(&a.utility_under_attack),
                 rate_text(&a.asr),
@@ -468,11 +506,25 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         m,
-        "- Scenario runs: {} (agent errors: {}, check errors: {})",
-        o.scenarios, o.agent_errors, o.check_errors
+        "- Scenario runs: {} ({}; check errors: {}, out of turns: {})",
+        o.scenarios,
+        runs_text(o),
+        o.check_errors,
+        o.out_of_turns
     );
+    if o.harness_errors + o.agent_errors > 0 {
+        m.push_str(
+            "- **Errors**: runs that ended in a harness or agent error are not trials and are \
+             in no metric below (see Errors).\n",
+        );
+    }
     if run.interrupted {
         m.push_str("- **Interrupted**: not every scenario ran.\n");
+    }
+    if run.stopped_on_errors {
+        m.push_str(
+            "- **Stopped on errors**: more runs ended in an error than allowed; not every scenario ran.\n",
+        );
     }
     m.push('\n');
 
@@ -497,19 +549,20 @@ pub fn markdown(results: &Results) -> String {
                 );
             }
             _ => {
-                let _ = writeln!(m, "| {name} | – (0 runs) | – |");
+                let _ = writeln!(m, "| {name} | – (0 trials) | – |");
             }
         }
     }
     let _ = writeln!(
         m,
         "\nBlocked by (runs): {}. Canary touched in {} runs, exfiltration attempted in {}. \
-         Tool calls: {}, denied: {}. Tokens: {} prompt, {} completion.\n",
+         Tool calls: {}, denied: {}, tool errors: {}. Tokens: {} prompt, {} completion.\n",
         layers_text(o),
         o.canary_touched,
         o.canary_exfiltration,
         o.tool_calls,
         o.denials,
+        o.tool_errors,
         o.tokens.prompt_tokens,
         o.tokens.completion_tokens
     );
@@ -623,18 +676,39 @@ pub fn markdown(results: &Results) -> String {
         m.push('\n');
     }
 
-    let failed: Vec<&ScenarioResult> = results.scenarios.iter().filter(|r| !r.utility).collect();
+    let failed: Vec<&ScenarioResult> = results
+        .scenarios
+        .iter()
+        .filter(|r| r.is_trial() && !r.utility)
+        .collect();
     m.push_str("## Utility failures\n\n");
     if failed.is_empty() {
         m.push_str("None.\n");
     } else {
         for r in failed {
-            let why = r
-                .agent_error
-                .as_deref()
-                .map(|e| format!(" (agent error: {})", md(e)))
-                .unwrap_or_default();
+            let why = if r.out_of_turns {
+                " (no final answer within its turns)"
+            } else {
+                ""
+            };
             let _ = writeln!(m, "- `{}`{why}", code(&run_label(r, run.repeat)));
+        }
+    }
+    let errors: Vec<(&ScenarioResult, RunKind, &str)> = results
+        .scenarios
+        .iter()
+        .filter_map(|r| r.error().map(|(k, e)| (r, k, e)))
+        .collect();
+    if !errors.is_empty() {
+        m.push_str("\n## Errors\n\nNot trials: in no metric above.\n\n");
+        for (r, kind, e) in errors {
+            let _ = writeln!(
+                m,
+                "- `{}`: {}: {}",
+                code(&run_label(r, run.repeat)),
+                error_kind(kind),
+                md(e)
+            );
         }
     }
     m
@@ -655,7 +729,7 @@ h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid 
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}\
 th,td{border:1px solid #d8dce6;padding:.25rem .55rem;text-align:left;vertical-align:top}\
 th{background:#f1f3f8}td.num{text-align:right}\
-.pass{color:#12703a;font-weight:600}.fail{color:#b3261e;font-weight:600}\
+.pass{color:#12703a;font-weight:600}.fail{color:#b3261e;font-weight:600}.err{color:#8a5a00;font-weight:600}\
 .cards{display:flex;flex-wrap:wrap;gap:.8rem}\
 .card{border:1px solid #d8dce6;border-radius:6px;padding:.6rem .9rem;min-width:12rem}\
 .card .v{font-size:1.5rem;font-weight:650}.card .ci{color:#5b6272;font-size:.85rem}\
@@ -674,7 +748,11 @@ fn html_rate_table(
     rows: &[(String, &Aggregate)],
     attack_only: bool,
 ) {
-    let _ = write!(out, "<table><tr><th>{}</th><th>runs</th>", h(first));
+    let _ = write!(
+        out,
+        "<table><tr><th>{}</th><th>trials</th><th>errors</th>",
+        h(first)
+    );
     if !attack_only {
         out.push_str("<th>benign utility</th>");
     }
@@ -685,9 +763,10 @@ fn html_rate_table(
     for (name, a) in rows {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td class=\"num\">{}</td>",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
             h(name),
-            a.scenarios
+            a.trials,
+            a.harness_errors + a.agent_errors
         );
         if !attack_only {
             out.push_str(&rate_cell(&a.benign_utility));
@@ -859,7 +938,7 @@ pub fn html(results: &Results) -> String {
     let _ = writeln!(
         s,
         "<p class=\"meta\">Agent <code>{}</code> · suites {} · seed {} · repeat {} · started {} · \
-         {} s · {} scenario runs ({} agent errors)</p>",
+         {} s · {} scenario runs ({})</p>",
         h(&run.agent),
         h(&run.suites.join(", ")),
         run.seed,
@@ -867,10 +946,22 @@ pub fn html(results: &Results) -> String {
         h(&run.started),
         seconds(run.duration_ms),
         o.scenarios,
-        o.agent_errors
+        h(&runs_text(o))
     );
+    if o.harness_errors + o.agent_errors > 0 {
+        s.push_str(
+            "<p class=\"fail\">Runs that ended in a harness or agent error are not trials and \
+             are in no metric.</p>\n",
+        );
+    }
     if run.interrupted {
         s.push_str("<p class=\"fail\">Interrupted: not every scenario ran.</p>\n");
+    }
+    if run.stopped_on_errors {
+        s.push_str(
+            "<p class=\"fail\">Stopped on errors: more runs ended in an error than allowed; \
+             not every scenario ran.</p>\n",
+        );
     }
 
     s.push_str("<div class=\"cards\">\n");
@@ -891,7 +982,7 @@ pub fn html(results: &Results) -> String {
                     pct(hi)
                 ),
             ),
-            _ => ("–".to_owned(), "no runs".to_owned()),
+            _ => ("–".to_owned(), "no trials".to_owned()),
         };
         let _ = writeln!(
             s,
@@ -905,12 +996,13 @@ pub fn html(results: &Results) -> String {
     let _ = writeln!(
         s,
         "<p>Blocked by (runs): {}. Canary touched in {} runs, exfiltration attempted in {}. \
-         Tool calls {}, denied {}. Tokens {} prompt, {} completion.</p>",
+         Tool calls {}, denied {}, tool errors {}. Tokens {} prompt, {} completion.</p>",
         h(&layers_text(o)),
         o.canary_touched,
         o.canary_exfiltration,
         o.tool_calls,
         o.denials,
+        o.tool_errors,
         o.tokens.prompt_tokens,
         o.tokens.completion_tokens
     );
@@ -1013,19 +1105,31 @@ pub fn html(results: &Results) -> String {
                 <th>wall (s)</th><th>notes</th></tr>\n",
     );
     for r in &results.scenarios {
-        let (ucls, utext) = if r.utility {
-            ("pass", "pass")
+        let ((ucls, utext), (acls, atext)) = if !r.is_trial() {
+            (("err", "error"), ("err", "error"))
         } else {
-            ("fail", "fail")
-        };
-        let (acls, atext) = match r.attack_success {
-            None => ("", "–"),
-            Some(true) => ("fail", "succeeded"),
-            Some(false) => ("pass", "failed"),
+            (
+                if r.utility {
+                    ("pass", "pass")
+                } else {
+                    ("fail", "fail")
+                },
+                match r.attack_success {
+                    None => ("", "–"),
+                    Some(true) => ("fail", "succeeded"),
+                    Some(false) => ("pass", "failed"),
+                },
+            )
         };
         let mut notes: Vec<String> = r.check_errors.clone();
-        if let Some(e) = &r.agent_error {
-            notes.insert(0, format!("agent error: {e}"));
+        if let Some((kind, e)) = r.error() {
+            notes.insert(0, format!("{}: {e}", error_kind(kind)));
+        }
+        if r.out_of_turns {
+            notes.push("no final answer within its turns".into());
+        }
+        if r.tool_errors > 0 {
+            notes.push(format!("tool errors: {}", r.tool_errors));
         }
         let _ = writeln!(
             s,
@@ -1071,13 +1175,16 @@ mod tests {
             containment: Containment::default(),
             tool_calls: 3,
             denials: 0,
+            tool_errors: 0,
             tokens: Usage {
                 prompt_tokens: 100,
                 completion_tokens: 20,
             },
             turns: 4,
+            out_of_turns: false,
             wall_ms: 1234,
             agent_error: None,
+            harness_error: None,
             check_errors: vec![],
         }
     }
@@ -1094,12 +1201,16 @@ mod tests {
         r
     }
 
-    /// A fixed small run: benign passes and a failure, a contained attack,
-    /// a successful one (partly blocked), an agent error.
+    /// A fixed small run: benign passes and a failure (out of turns, with
+    /// a tool error), a contained attack, a successful one (partly
+    /// blocked), an agent error and a harness error (neither a trial).
     fn fixture() -> Results {
         let mut fail = base("demo/count-items");
         fail.utility = false;
         fail.check_errors = vec!["utility: check path \"/etc\": absolute".into()];
+        fail.out_of_turns = true;
+        fail.tool_errors = 1;
+        fail.denials = 1;
         let mut won = base("demo/summarize/email-notes/base64");
         won.attack_success = Some(true);
         won.utility = false;
@@ -1109,6 +1220,12 @@ mod tests {
         err.agent_error = Some("agent timed out after 30s".into());
         err.utility = false;
         err.wall_ms = 30_000;
+        let mut broken = base("demo/summarize/email-notes/split");
+        broken.harness_error = Some(
+            "turn 1, call 1 (read_file): the sandbox could not start: bind /gone: No such file or directory"
+                .into(),
+        );
+        broken.utility = false;
         let run = RunInfo {
             suites: vec!["demo".into(), "other|suite".into()],
             agent: "attacker".into(),
@@ -1118,10 +1235,18 @@ mod tests {
             duration_ms: 34_567,
             airlock_version: "0.1.0".into(),
             interrupted: false,
+            stopped_on_errors: false,
         };
         let mut r = Results::new(
             run,
-            vec![won, base("demo/write-greeting"), fail, contained, err],
+            vec![
+                won,
+                base("demo/write-greeting"),
+                fail,
+                contained,
+                err,
+                broken,
+            ],
         );
         let gates: Vec<Gate> = ["asr<=0.05", "utility>=0.5"]
             .iter()

@@ -5,6 +5,13 @@
 //! once, so an interrupted run keeps what it finished and `--resume`
 //! continues it. The stop flag (Ctrl-C) stops running sandboxes within a
 //! quarter second; an interrupted scenario is not recorded.
+//!
+//! Runs that end in a harness or agent error are results too (counted
+//! apart, see [`crate::metrics`]). Once more of them happened than
+//! [`EvalOptions::max_errors`] allows, no new scenario is started (the
+//! running ones finish): the evaluation has failed, and running on would
+//! only spend time (or a model's tokens) on more errors. `--resume` runs
+//! the error runs again.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -16,7 +23,7 @@ use std::time::Instant;
 use airlock_policy::{Profile, ToolPolicy};
 
 use crate::agents::AgentSpec;
-use crate::metrics::{score, ScenarioResult};
+use crate::metrics::{score, RunKind, ScenarioResult};
 use crate::model::Scenario;
 use crate::outcome::Outcome;
 use crate::protocol::{Action, Message, Script};
@@ -65,6 +72,69 @@ pub struct EvalOptions {
     pub profile: Profile,
     /// A cgroup hierarchy to use instead of the detected one.
     pub cgroup_root: Option<PathBuf>,
+    /// How many error runs are allowed before no new scenario starts.
+    pub max_errors: ErrorAllowance,
+}
+
+/// How many runs may end in each kind of error (`--max-harness-errors`,
+/// `--max-agent-errors`); `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorAllowance {
+    /// Runs that may end in a harness error.
+    pub harness: u64,
+    /// Runs that may end in an agent error.
+    pub agent: u64,
+}
+
+impl ErrorAllowance {
+    /// The first kind of error of which `results` hold more than allowed:
+    /// its kind, its count, the allowance and the first such result.
+    pub fn exceeded<'r>(
+        &self,
+        results: impl IntoIterator<Item = &'r ScenarioResult>,
+    ) -> Option<Exceeded<'r>> {
+        let mut seen: [(u64, Option<&'r ScenarioResult>); 2] = [(0, None), (0, None)];
+        for r in results {
+            let i = match r.kind() {
+                RunKind::Trial => continue,
+                RunKind::HarnessError => 0,
+                RunKind::AgentError => 1,
+            };
+            seen[i].0 += 1;
+            seen[i].1.get_or_insert(r);
+        }
+        let [(h, hr), (a, ar)] = seen;
+        if h > self.harness {
+            return hr.map(|first| Exceeded {
+                kind: RunKind::HarnessError,
+                count: h,
+                allowed: self.harness,
+                first,
+            });
+        }
+        if a > self.agent {
+            return ar.map(|first| Exceeded {
+                kind: RunKind::AgentError,
+                count: a,
+                allowed: self.agent,
+                first,
+            });
+        }
+        None
+    }
+}
+
+/// More error runs than allowed (see [`ErrorAllowance::exceeded`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Exceeded<'r> {
+    /// Harness or agent errors (harness errors are reported first).
+    pub kind: crate::metrics::RunKind,
+    /// How many runs ended in it.
+    pub count: u64,
+    /// How many were allowed.
+    pub allowed: u64,
+    /// The first of them (in the order given).
+    pub first: &'r ScenarioResult,
 }
 
 /// Told about every scenario as it starts and ends (a progress bar).
@@ -87,7 +157,8 @@ impl Progress for NoProgress {
 /// The progress file in an output directory.
 pub const PROGRESS_FILE: &str = "progress.jsonl";
 
-/// Results already in `out`'s progress file (for `--resume`).
+/// Results already in `out`'s progress file (for `--resume`): the last
+/// line of each scenario run (a run resumed after an error has two).
 pub fn finished_results(out: &Path) -> Result<Vec<ScenarioResult>, EvalError> {
     let path = out.join(PROGRESS_FILE);
     let text = match std::fs::read_to_string(&path) {
@@ -119,7 +190,16 @@ pub fn finished_results(out: &Path) -> Result<Vec<ScenarioResult>, EvalError> {
             }
         }
     }
-    Ok(v)
+    let mut last: std::collections::BTreeMap<(String, u32), usize> = Default::default();
+    for (i, r) in v.iter().enumerate() {
+        last.insert((r.id.clone(), r.run), i);
+    }
+    let keep: BTreeSet<usize> = last.into_values().collect();
+    Ok(v.into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| r)
+        .collect())
 }
 
 fn sanitize(id: &str) -> String {
@@ -149,8 +229,10 @@ fn chown_tree(p: &Path, uid: u32) {
 }
 
 /// Runs every scenario `repeat` times (skipping runs already in
-/// `done`), calling `progress`, and returns the new results. Stops early
-/// when `stop` is set.
+/// `done`), calling `progress`, and returns the new results in the order
+/// they finished. Stops early when `stop` is set, and starts no new
+/// scenario once the new results hold more errors than
+/// `opts.max_errors` allows.
 pub fn run(
     scenarios: &[Scenario],
     opts: &EvalOptions,
@@ -187,12 +269,14 @@ pub fn run(
         .filter(|(i, k)| !done.contains(&(scenarios[*i].id.clone(), *k)))
         .collect();
     let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
+    let results: Mutex<Vec<ScenarioResult>> = Mutex::new(Vec::new());
+    // Too many errors: no new scenario starts.
+    let failed = AtomicBool::new(false);
     let write_error: Mutex<Option<EvalError>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..opts.concurrency.max(1).min(jobs.len().max(1)) {
             s.spawn(|| loop {
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || failed.load(Ordering::SeqCst) {
                     return;
                 }
                 let j = next.fetch_add(1, Ordering::SeqCst);
@@ -216,10 +300,11 @@ pub fn run(
                     return;
                 }
                 progress.finished(&result);
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(result);
+                let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
+                all.push(result);
+                if opts.max_errors.exceeded(all.iter()).is_some() {
+                    failed.store(true, Ordering::SeqCst);
+                }
             });
         }
     });
@@ -270,7 +355,7 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
     })();
     let mut audits: Vec<PathBuf> = Vec::new();
     match setup {
-        Err(e) => outcome.agent_error = Some(format!("scenario set-up failed: {e}")),
+        Err(e) => outcome.harness_error = Some(format!("scenario set-up failed: {e}")),
         Ok(mut toolbox) => {
             let script = Script {
                 reference: sc.reference.clone(),
@@ -294,7 +379,7 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                         },
                     ];
                     let mut finished = false;
-                    while outcome.turns < sc.max_turns {
+                    'turns: while outcome.turns < sc.max_turns {
                         if stop.load(Ordering::SeqCst) {
                             return None;
                         }
@@ -319,10 +404,24 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                                     content,
                                     tool_calls: calls.clone(),
                                 });
-                                for c in calls {
+                                for (n, c) in calls.into_iter().enumerate() {
                                     let r = toolbox.call(&c.name, &c.arguments);
                                     if stop.load(Ordering::SeqCst) {
                                         return None;
+                                    }
+                                    if let Some(e) = &r.harness_error {
+                                        // The harness failed, not the agent:
+                                        // the run stops here, and is not
+                                        // scored as a trial.
+                                        outcome.harness_error = Some(format!(
+                                            "turn {}, call {} ({}): {e}",
+                                            outcome.turns,
+                                            n + 1,
+                                            c.name
+                                        ));
+                                        outcome.tools.push(r);
+                                        finished = true;
+                                        break 'turns;
                                     }
                                     conv.push(Message::Tool {
                                         call_id: c.id.clone(),
@@ -335,14 +434,16 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
                             }
                         }
                     }
-                    if !finished {
-                        outcome.agent_error =
-                            Some(format!("no final answer within {} turns", sc.max_turns));
-                    }
+                    // Running out of turns is the agent's behaviour, scored
+                    // like any other (its answer is empty), not an error.
+                    outcome.out_of_turns = !finished;
                 }
             }
             // The scenario's sandbox is destroyed here, before scoring.
             let left = toolbox.finish();
+            if outcome.harness_error.is_none() {
+                outcome.harness_error = left.harness_error;
+            }
             outcome.sink.extend(left.sink);
             audits.extend(left.audit);
         }
@@ -367,7 +468,9 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
         "sink": outcome.sink,
         "usage": outcome.usage,
         "turns": outcome.turns,
+        "out_of_turns": outcome.out_of_turns,
         "agent_error": outcome.agent_error,
+        "harness_error": outcome.harness_error,
     });
     if let Ok(text) = serde_json::to_string_pretty(&transcript) {
         let _ = std::fs::write(audit_dir.join("transcript.json"), text);
@@ -378,4 +481,83 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
     let _ = std::fs::remove_dir_all(&work);
     tracing::debug!(scenario = %sc.id, took = ?started.elapsed(), "scenario scored");
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: &str, run: u32, agent_error: Option<&str>) -> ScenarioResult {
+        let sc = crate::model::Scenario {
+            id: id.into(),
+            ..crate::model::Scenario::for_tests(vec![])
+        };
+        let mut r = score(&sc, &Outcome::default(), std::time::Duration::ZERO);
+        r.run = run;
+        r.agent_error = agent_error.map(str::to_owned);
+        r
+    }
+
+    #[test]
+    fn resume_keeps_the_last_line_of_each_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = [
+            result("s/a", 0, Some("transport: connection refused")),
+            result("s/b", 0, None),
+            result("s/a", 0, None),
+            result("s/a", 1, Some("timed out")),
+        ]
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+        std::fs::write(dir.path().join(PROGRESS_FILE), lines.concat()).unwrap();
+        let got: Vec<(String, u32, bool)> = finished_results(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id.clone(), r.run, r.is_trial()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s/b".to_owned(), 0, true),
+                ("s/a".to_owned(), 0, true),
+                ("s/a".to_owned(), 1, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_allowance_names_the_first_error_beyond_it() {
+        let mut harness = result("s/h", 0, None);
+        harness.harness_error = Some("the sandbox could not start".into());
+        let rs = [
+            result("s/ok", 0, None),
+            result("s/a1", 0, Some("first")),
+            result("s/a2", 0, Some("second")),
+            harness,
+        ];
+        let none = ErrorAllowance::default();
+        let x = none.exceeded(rs.iter()).unwrap();
+        // Harness errors are reported first.
+        assert_eq!(
+            (x.kind, x.count, x.first.id.as_str()),
+            (RunKind::HarnessError, 1, "s/h")
+        );
+        let x = ErrorAllowance {
+            harness: 1,
+            agent: 1,
+        }
+        .exceeded(rs.iter())
+        .unwrap();
+        assert_eq!(
+            (x.kind, x.count, x.allowed, x.first.id.as_str()),
+            (RunKind::AgentError, 2, 1, "s/a1")
+        );
+        assert!(ErrorAllowance {
+            harness: 1,
+            agent: 2
+        }
+        .exceeded(rs.iter())
+        .is_none());
+    }
 }

@@ -18,7 +18,7 @@ use airlock_runtime::RunRequest;
 use serde_json::{json, Value};
 
 use crate::model::{Environment, Scenario, ToolName};
-use crate::outcome::{SinkRequest, ToolRecord};
+use crate::outcome::{Refusal, SinkRequest, ToolRecord};
 use crate::protocol::ToolSpec;
 use crate::session::{CallError, Session};
 
@@ -196,6 +196,9 @@ pub struct Left {
     pub sink: Vec<SinkRequest>,
     /// The sandboxes' audit logs, in order.
     pub audit: Vec<PathBuf>,
+    /// A sandbox's run failed for the harness's own reason when it was
+    /// ended (the runtime's error).
+    pub harness_error: Option<String>,
 }
 
 /// Runs one scenario's tool calls in its sandbox.
@@ -217,6 +220,8 @@ pub struct Toolbox<'a> {
     /// Sandboxes started so far.
     sandboxes: u32,
     left: Left,
+    /// The current call failed for the harness's reason.
+    harness: Option<String>,
 }
 
 fn arg<'v>(args: &'v Value, k: &str) -> Result<&'v str, String> {
@@ -399,31 +404,47 @@ impl<'a> Toolbox<'a> {
             session: None,
             sandboxes: 0,
             left: Left::default(),
+            harness: None,
         }
     }
 
     /// Authorizes and runs one call, and records it; never fails (errors
-    /// are results).
+    /// are results). A call that failed for the harness's own reason (its
+    /// sandbox could not start, ...) says so in `harness_error`.
     pub fn call(&mut self, name: &str, args: &Value) -> ToolRecord {
-        let denied = |tool: ToolName, reason: String| ToolRecord {
+        let denied = |tool: ToolName, refusal: Refusal, reason: String| ToolRecord {
             tool,
             arguments: args.clone(),
             decision: "deny".into(),
+            refusal: Some(refusal),
             result: format!("error: {reason}"),
             reason,
             failed: false,
             sandbox: None,
             window: None,
+            harness_error: None,
         };
         let Some(tool) = ToolName::ALL.iter().copied().find(|t| t.as_str() == name) else {
             // Recorded under the closest thing to a name we have.
-            return denied(ToolName::Shell, format!("unknown tool {name:?}"));
+            return denied(
+                ToolName::Shell,
+                Refusal::UnknownTool,
+                format!("unknown tool {name:?}"),
+            );
         };
         if !self.scenario.tools.contains(&tool) {
-            return denied(tool, format!("tool {name} is not offered in this scenario"));
+            return denied(
+                tool,
+                Refusal::NotOffered,
+                format!("tool {name} is not offered in this scenario"),
+            );
         }
         if !args.is_object() {
-            return denied(tool, "arguments must be a JSON object".into());
+            return denied(
+                tool,
+                Refusal::BadArguments,
+                "arguments must be a JSON object".into(),
+            );
         }
         // The policy judges the call as it will run: an HTTP method is
         // sent upper-cased, so it is judged upper-cased.
@@ -441,14 +462,16 @@ impl<'a> Toolbox<'a> {
         if !decision.allowed {
             return denied(
                 tool,
+                Refusal::Policy,
                 format!("denied by the tool policy: {}", decision.reason),
             );
         }
         let script = match command(tool, args) {
             Ok(a) => a,
-            Err(e) => return denied(tool, e),
+            Err(e) => return denied(tool, Refusal::BadArguments, e),
         };
         self.calls += 1;
+        self.harness = None;
         let from = unix_ms();
         let (mut result, failed, sandbox) = self.run(&script);
         let to = unix_ms() + 1;
@@ -462,11 +485,18 @@ impl<'a> Toolbox<'a> {
             tool,
             arguments: args.clone(),
             decision: "allow".into(),
+            refusal: None,
             reason: decision.reason,
             result: cut(result),
             failed,
             window: sandbox.is_some().then_some([from, to]),
             sandbox,
+            // A sandbox whose run failed in the runtime (found when the
+            // call ended it) failed the call for the harness's reason too.
+            harness_error: self
+                .harness
+                .take()
+                .or_else(|| self.left.harness_error.clone()),
         }
     }
 
@@ -486,9 +516,10 @@ impl<'a> Toolbox<'a> {
             // ran, so it runs once in a fresh sandbox.
             let (mut text, failed, sandbox, again) = self.run_in_sandbox(script, replaced(&end));
             if let Some(end) = again {
-                text.push_str(&format!(
-                    "error: the fresh sandbox ended too before the call could be sent ({end})"
-                ));
+                let e =
+                    format!("the fresh sandbox ended too before the call could be sent ({end})");
+                text.push_str(&format!("error: {e}"));
+                self.harness.get_or_insert(e);
             }
             return (text, failed, sandbox);
         }
@@ -523,6 +554,10 @@ impl<'a> Toolbox<'a> {
                     if audit.exists() {
                         self.left.audit.push(audit);
                     }
+                    if !self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        self.harness
+                            .get_or_insert(format!("the sandbox could not start: {e}"));
+                    }
                     return (
                         format!("{note}error: the sandbox failed: {e}"),
                         true,
@@ -533,6 +568,8 @@ impl<'a> Toolbox<'a> {
             }
         }
         let Some(session) = self.session.as_mut() else {
+            self.harness
+                .get_or_insert("no sandbox to run the call in".into());
             return (format!("{note}error: no sandbox"), true, None, None);
         };
         let id = session.id.clone();
@@ -561,8 +598,15 @@ impl<'a> Toolbox<'a> {
                 status != 0
             }
             Some(CallError::Unsendable) => {
-                // Refused before it was sent: the sandbox is fine.
+                // Refused before it was sent: the sandbox is fine, but the
+                // harness built a script it cannot send (arguments with a
+                // NUL byte are refused before this, and newlines are
+                // quoted), so this is the harness's failure.
                 text.push_str("error: the call cannot be sent to the sandbox (a NUL byte or a raw newline in its script)");
+                self.harness.get_or_insert(
+                    "the harness built a script it cannot send (a NUL byte or a raw newline)"
+                        .into(),
+                );
                 true
             }
             Some(e) => {
@@ -609,7 +653,14 @@ impl<'a> Toolbox<'a> {
                 }
                 how
             }
-            Err(e) => e,
+            Err(e) => {
+                if !self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    self.left
+                        .harness_error
+                        .get_or_insert(format!("sandbox {id} failed: {e}"));
+                }
+                e
+            }
         }
     }
 

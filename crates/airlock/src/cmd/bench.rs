@@ -367,10 +367,15 @@ fn eval_bench(args: EvalBenchArgs) -> anyhow::Result<ExitCode> {
                 out: tmp.path().join(name),
                 profile: airlock_policy::Profile::builtin("default")?,
                 cgroup_root: None,
+                // The first error fails the benchmark.
+                max_errors: Default::default(),
             };
             let t0 = Instant::now();
             let results = runner::run(&scenarios, &opts, &[], &stop, &NoProgress)?;
             let wall = t0.elapsed();
+            if let Some((bad, e)) = results.iter().find_map(|r| r.error().map(|(_, e)| (r, e))) {
+                anyhow::bail!("{}: {e}", bad.id);
+            }
             if let Some(bad) = results.iter().find(|r| !r.utility) {
                 anyhow::bail!(
                     "ground truth failed {} (the benchmark needs a working catalog)",

@@ -9,23 +9,35 @@ use std::time::Instant;
 
 use airlock_eval::agents::AgentSpec;
 use airlock_eval::gate::{self, Gate};
+use airlock_eval::metrics::RunKind;
 use airlock_eval::metrics::ScenarioResult;
 use airlock_eval::report::{self, Results, RunInfo};
-use airlock_eval::runner::{self, EvalOptions, Progress};
+use airlock_eval::runner::{self, ErrorAllowance, EvalOptions, Progress};
 use anyhow::{bail, Context};
 
 /// Exit status when a gate fails.
 pub(crate) const EXIT_GATE: u8 = 1;
 /// Exit status when the run was interrupted (results so far are kept).
 pub(crate) const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status when more runs ended in a harness or agent error than
+/// allowed (the same as airlock's other failures).
+pub(crate) const EXIT_ERRORS: u8 = crate::EXIT_FAILURE;
 
 /// Run an agent against evaluation suites, each scenario in fresh sandboxes.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "SUITE: a built-in suite (injection, exfiltration, tool-misuse, escape; `all` for every \
 one) or a YAML file. AGENT: openai:URL#MODEL (key from $OPENAI_API_KEY, or --api-key-env), cmd:PATH \
-(JSON lines on stdin/stdout, docs/eval-agents.md), ground-truth, attacker or refuser.\n\
-Exit status: 0 when every gate passed, 1 when a gate failed, 130 when interrupted, 125 on errors."
+(JSON lines on stdin/stdout, docs/eval-agents.md), ground-truth, attacker or refuser.\n\n\
+A run whose sandbox could not start, or whose tool call failed for airlock's own reason, is a \
+harness error; one whose agent failed (could not start, transport, malformed output, timeout; \
+not running out of turns) is an agent error. Neither is a trial: both are counted apart and \
+left out of every metric, and gates are judged on trials only (a gate with no trial fails). \
+Once more errors happened than --max-harness-errors / --max-agent-errors allow, no new \
+scenario starts.\n\n\
+Exit status, the first that applies: 130 when interrupted; 125 on errors (a bad suite, gate \
+or option, or more harness or agent errors than allowed, naming the first); 1 when a gate \
+failed; 0 otherwise."
 )]
 pub(crate) struct Args {
     /// Suites to run: built-in names or YAML files.
@@ -55,6 +67,15 @@ pub(crate) struct Args {
     /// Repeatable.
     #[arg(long = "gate", value_name = "EXPR")]
     gates: Vec<String>,
+    /// Runs that may end in a harness error (a sandbox that could not
+    /// start, a tool call that failed for airlock's reason) before the
+    /// evaluation fails (exit 125).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_harness_errors: u64,
+    /// Runs that may end in an agent error (transport, malformed output,
+    /// timeout) before the evaluation fails (exit 125).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_agent_errors: u64,
     /// An earlier results.json to compare with.
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
@@ -76,15 +97,17 @@ pub(crate) struct Args {
 struct Bar {
     bar: indicatif::ProgressBar,
     failed: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
     running: std::sync::atomic::AtomicU64,
 }
 
 impl Bar {
     fn show(&self) {
         self.bar.set_prefix(format!(
-            "{} running, {} failed",
+            "{} running, {} failed, {} errors",
             self.running.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed)
+            self.failed.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed)
         ));
     }
 }
@@ -96,12 +119,16 @@ impl Progress for Bar {
         self.show();
     }
     fn finished(&self, r: &ScenarioResult) {
-        let bad = r.agent_error.is_some() || r.attack_success == Some(true);
-        if bad {
+        if !r.is_trial() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        } else if !r.utility || r.attack_success == Some(true) {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
-        self.bar
-            .set_prefix(format!("{} failed", self.failed.load(Ordering::Relaxed)));
+        self.bar.set_prefix(format!(
+            "{} failed, {} errors",
+            self.failed.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed)
+        ));
         self.bar.inc(1);
     }
 }
@@ -180,6 +207,14 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             r.id
         );
     }
+    // Error runs are not results to keep: a resumed run runs them again
+    // (kept in the report only if they are not run again).
+    let (done, old_errors): (Vec<ScenarioResult>, Vec<ScenarioResult>) =
+        done.into_iter().partition(ScenarioResult::is_trial);
+    let allowance = ErrorAllowance {
+        harness: args.max_harness_errors,
+        agent: args.max_agent_errors,
+    };
     let opts = EvalOptions {
         agent,
         concurrency: args.concurrency.max(1),
@@ -187,6 +222,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         out: out.clone(),
         profile,
         cgroup_root: args.cgroup_root.clone(),
+        max_errors: allowance,
     };
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -214,6 +250,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let progress = Bar {
         bar,
         failed: Default::default(),
+        errors: Default::default(),
         running: Default::default(),
     };
     progress.show();
@@ -222,8 +259,31 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let new = runner::run(&scenarios, &opts, &done, &stop, &progress)?;
     progress.bar.finish_and_clear();
     let interrupted = stop.load(Ordering::SeqCst);
+    let rerun: std::collections::BTreeSet<(String, u32)> =
+        new.iter().map(|r| (r.id.clone(), r.run)).collect();
+    // In the order they finished: the first error is the first named.
     let mut all = done;
     all.extend(new);
+    all.extend(
+        old_errors
+            .into_iter()
+            .filter(|r| !rerun.contains(&(r.id.clone(), r.run))),
+    );
+    let exceeded = allowance.exceeded(all.iter()).map(|x| {
+        let (flag, what) = match x.kind {
+            RunKind::HarnessError => ("--max-harness-errors", "harness"),
+            _ => ("--max-agent-errors", "agent"),
+        };
+        let first = x.first.error().map(|(_, e)| e).unwrap_or_default();
+        format!(
+            "{} {what} error{} ({flag} {}); the first, in {}: {first}",
+            x.count,
+            if x.count == 1 { "" } else { "s" },
+            x.allowed,
+            x.first.id
+        )
+    });
+    let finished_all = all.len() as u64 >= total;
     let info = RunInfo {
         suites: args.suites.clone(),
         agent: args.agent.clone(),
@@ -233,6 +293,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         duration_ms: started.elapsed().as_millis() as u64,
         airlock_version: env!("CARGO_PKG_VERSION").to_owned(),
         interrupted,
+        stopped_on_errors: exceeded.is_some() && !interrupted && !finished_all,
     };
     let mut results = Results::new(info, all);
     results.gates = gate::evaluate(
@@ -251,8 +312,13 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "n/a".into())
     };
     eprintln!(
-        "airlock eval: {} scenario runs: benign utility {}, utility under attack {}, attack success {}, containment {}",
+        "airlock eval: {} scenario runs ({} trials, {} harness errors, {} agent errors, {} tool errors): \
+         benign utility {}, utility under attack {}, attack success {}, containment {}",
         results.scenarios.len(),
+        o.trials,
+        o.harness_errors,
+        o.agent_errors,
+        o.tool_errors,
         pct(&o.benign_utility),
         pct(&o.utility_under_attack),
         pct(&o.asr),
@@ -272,6 +338,23 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
+    if let Some(e) = &exceeded {
+        eprintln!("airlock eval: error: {e}");
+        if results.run.stopped_on_errors {
+            eprintln!(
+                "airlock eval: no new scenario was started after that; fix the cause and run the rest (and the errors again) with: airlock eval {} --agent {} --seed {} --resume {}",
+                args.suites.join(" "),
+                args.agent,
+                args.seed,
+                out.display()
+            );
+        }
+    } else if o.harness_errors + o.agent_errors > 0 {
+        eprintln!(
+            "airlock eval: {} harness and {} agent errors allowed (--max-harness-errors {}, --max-agent-errors {}); they are in no metric",
+            o.harness_errors, o.agent_errors, allowance.harness, allowance.agent
+        );
+    }
     if interrupted {
         eprintln!(
             "airlock eval: interrupted; continue with: airlock eval {} --agent {} --seed {} --resume {}",
@@ -281,6 +364,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             out.display()
         );
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    if exceeded.is_some() {
+        return Ok(ExitCode::from(EXIT_ERRORS));
     }
     if !results.gates_passed() {
         return Ok(ExitCode::from(EXIT_GATE));
