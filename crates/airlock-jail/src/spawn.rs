@@ -181,6 +181,30 @@ fn receive_listeners(ctl: &OwnedFd, want: usize) -> Result<Vec<OwnedFd>, JailErr
     Err(SpawnError::Network { reason }.into())
 }
 
+/// The set-up failure init reported before it exited, if one is queued
+/// on the control socket (read without waiting).
+fn pending_setup_error(ctl: &OwnedFd) -> Option<String> {
+    let mut buf = vec![0u8; 64 * 1024];
+    // At most one ECONNRESET comes before the queued messages.
+    for _ in 0..8 {
+        match rustix::net::recv(ctl, &mut buf, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((_, 0)) => return None,
+            Ok((n, _)) => {
+                let msg = &buf[..n.min(buf.len())];
+                if let Some(failure) = pre_exec_failure(msg) {
+                    return Some(failure);
+                }
+                if let Ok(Report::SetupError { message }) = serde_json::from_slice(msg) {
+                    return Some(message);
+                }
+            }
+            Err(rustix::io::Errno::CONNRESET) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 struct IdMap {
     host_uid: u32,
     host_gid: u32,
@@ -849,6 +873,9 @@ pub fn run(
         Ok(())
     })();
     if let Err(e) = setup {
+        // A send that failed because init already gave up: what init said
+        // is waiting on the socket, and is the real reason.
+        let e = pending_setup_error(&ctl).map_or(e, |m| SpawnError::Setup(m).into());
         kill_sandbox(&cg);
         let _ = sys::wait4(child.pid, 0);
         return Err(e);
@@ -1051,7 +1078,13 @@ pub fn run(
                                 }
                             }
                         }
-                        Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                        // ECONNRESET: init exited with a message of ours
+                        // unread (say "placed", after a set-up failure).
+                        // The kernel reports it once, before the messages
+                        // init sent, which the next reads return.
+                        Err(rustix::io::Errno::AGAIN)
+                        | Err(rustix::io::Errno::INTR)
+                        | Err(rustix::io::Errno::CONNRESET) => {}
                         Err(_) => ctl_open = false,
                     }
                     drop(passed);

@@ -637,9 +637,9 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
         // workspace would make a host program that runs as the
         // workspace's owner (root, for a root-owned workspace). Each
         // succeeds only if the bit is really set afterwards.
-        "setuid_chmod" => setuid_bit(|p, m| unsafe {
-            libc::syscall(libc::SYS_chmod, p.as_ptr(), m)
-        }),
+        "setuid_chmod" => {
+            setuid_bit(|p, m| unsafe { libc::syscall(libc::SYS_chmod, p.as_ptr(), m) })
+        }
         "setuid_fchmod" => setuid_bit(|p, m| unsafe {
             let fd = libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
             let r = libc::syscall(libc::SYS_fchmod, fd, m);
@@ -649,9 +649,9 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
         "setuid_fchmodat" => setuid_bit(|p, m| unsafe {
             libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, p.as_ptr(), m)
         }),
-        "setuid_fchmodat2" => setuid_bit(|p, m| unsafe {
-            libc::syscall(452, libc::AT_FDCWD, p.as_ptr(), m, 0)
-        }),
+        "setuid_fchmodat2" => {
+            setuid_bit(|p, m| unsafe { libc::syscall(452, libc::AT_FDCWD, p.as_ptr(), m, 0) })
+        }
         "setuid_create" => setuid_made(|p| unsafe {
             let fd = libc::syscall(
                 libc::SYS_openat,
@@ -666,7 +666,13 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
             fd
         }),
         "setuid_mknod" => setuid_made(|p| unsafe {
-            libc::syscall(libc::SYS_mknodat, libc::AT_FDCWD, p.as_ptr(), libc::S_IFREG | 0o4755, 0)
+            libc::syscall(
+                libc::SYS_mknodat,
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                libc::S_IFREG | 0o4755,
+                0,
+            )
         }),
         "setgid_mkdir" => setuid_made(|p| unsafe {
             libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, p.as_ptr(), 0o2755)
@@ -706,7 +712,9 @@ pub(crate) fn run(name: &str, arg: Option<&str>) -> Option<Outcome> {
         "control_read_passwd" => read_file("/etc/passwd"),
         // Ordinary permission bits in the workspace stay settable.
         "control_chmod_workspace" => {
-            let o = setuid_bit(|p, _| unsafe { libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, p.as_ptr(), 0o700) });
+            let o = setuid_bit(|p, _| unsafe {
+                libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, p.as_ptr(), 0o700)
+            });
             match o.succeeded {
                 // No bit set is what a plain chmod should leave: report
                 // the call's own result.
@@ -1935,12 +1943,18 @@ fn suid_outcome(r: i64, what: &str) -> Outcome {
         libc::rmdir(SUID_PROBE.as_ptr());
     }
     if bits != 0 {
-        Outcome::ok(format!("{what}: the file has mode {:o}", st.st_mode & 0o7777))
+        Outcome::ok(format!(
+            "{what}: the file has mode {:o}",
+            st.st_mode & 0o7777
+        ))
     } else if r < 0 {
         Outcome::failed(Some(e), format!("{what}: {}", strerror(e)))
     } else {
         // The call "worked" but no bit was set: the attack still failed.
-        Outcome::failed(None, format!("{what} returned {r}, but no setuid/setgid bit is set"))
+        Outcome::failed(
+            None,
+            format!("{what} returned {r}, but no setuid/setgid bit is set"),
+        )
     }
 }
 
@@ -1965,7 +1979,10 @@ fn setuid_bit(chmod: impl Fn(&CStr, libc::mode_t) -> libc::c_long) -> Outcome {
 /// Try to create the test path with a setuid/setgid mode directly.
 fn setuid_made(create: impl Fn(&CStr) -> libc::c_long) -> Outcome {
     let r = create(SUID_PROBE);
-    suid_outcome(r as i64, "creating /workspace/.airlock-probe-suid with mode 04755/02755")
+    suid_outcome(
+        r as i64,
+        "creating /workspace/.airlock-probe-suid with mode 04755/02755",
+    )
 }
 
 fn hardlink_usr() -> Outcome {

@@ -22,7 +22,7 @@ fn single_mapping(text: &str) -> Vec<u64> {
 fn rootless_maps_only_the_callers_uid() {
     let sb = Sandbox::new(Mode::Rootless);
     let (report, id) = sb.probe_with_report(&["identity"]);
-    let me = u64::from(expected_host_uid(Mode::Rootless));
+    let me = u64::from(workspace_owner(Mode::Rootless));
     assert_eq!(
         report["host_uid"].as_u64(),
         Some(me),
@@ -104,30 +104,4 @@ fn root_without_a_workspace_uses_an_unused_high_uid() {
     );
     let map = single_mapping(r.stderr().trim());
     assert_eq!(map[1], host_uid, "{}", r.describe());
-}
-
-/// Run as root, airlock refuses a root-owned workspace rather than run the
-/// sandbox as host root.
-#[test]
-fn root_refuses_a_root_owned_workspace() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let dir = public_tempdir();
-    let sb = Sandbox::new(Mode::Root);
-    let r = sb.airlock(&[
-        "run",
-        "--workspace",
-        dir.path().to_str().unwrap(),
-        "--",
-        "/bin/true",
-    ]);
-    assert_eq!(r.code(), Some(125), "{}", r.describe());
-    assert!(
-        r.stderr().contains("owned by root"),
-        "the refusal should say why:\n{}",
-        r.describe()
-    );
-    assert_eq!(owner_of(dir.path()), 0);
 }

@@ -2,6 +2,7 @@
 //! capabilities in any set, no_new_privs, a seccomp filter, its own session
 //! and no terminal.
 
+use std::fs;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -211,4 +212,66 @@ fn a_caller_terminal_never_reaches_the_sandbox() {
             }
         }
     }
+}
+
+/// Two root-run sandboxes alive at once each have a host uid of their own,
+/// from airlock's reserved range, that no account in /etc/passwd owns; and
+/// their clocks start near zero (time namespace), so the host's uptime
+/// stays hidden.
+#[test]
+fn concurrent_root_sandboxes_have_their_own_host_uids_and_clocks_from_zero() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let sb = Sandbox::new(Mode::Root);
+    let start = || {
+        let mut c = sb.command();
+        c.args([
+            "run",
+            "--json",
+            "--timeout",
+            RUN_TIMEOUT,
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/uptime; sleep 2",
+        ]);
+        c.spawn().expect("start airlock")
+    };
+    let (a, b) = (start(), start());
+    let mut uids = Vec::new();
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        uids.push(report["host_uid"].as_u64().unwrap());
+        let uptime: f64 = String::from_utf8_lossy(&out.stderr)
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no uptime: {out:?}"));
+        assert!(uptime < 10.0, "/proc/uptime inside reads {uptime} s");
+    }
+    assert_ne!(uids[0], uids[1], "two live sandboxes share a host uid");
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let accounts: Vec<u64> = passwd
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect();
+    for u in &uids {
+        assert!(is_expected_host_uid(Mode::Root, *u), "host uid {u}");
+        assert!(!accounts.contains(u), "host uid {u} belongs to an account");
+    }
+    let host_uptime: f64 = fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        host_uptime > 10.0,
+        "the host's own uptime ({host_uptime} s) is too short to tell the clocks apart"
+    );
 }

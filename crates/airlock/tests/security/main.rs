@@ -12,3 +12,4 @@ mod attacks;
 mod filesystem;
 mod identity;
 mod namespaces;
+mod workspace;
