@@ -29,10 +29,6 @@ use crate::outcome::Outcome;
 use crate::protocol::{Action, Message, Script};
 use crate::tools::Toolbox;
 
-/// Owner given to scenario workspaces when airlock runs as root: the
-/// sandbox runs as the workspace's owner, and never as host root.
-pub const ROOT_WORKSPACE_UID: u32 = 2_000_200_000;
-
 /// Errors that stop the whole evaluation (a scenario's own failures are
 /// results).
 #[derive(Debug, thiserror::Error)]
@@ -214,20 +210,6 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
-fn chown_tree(p: &Path, uid: u32) {
-    let _ = std::os::unix::fs::lchown(p, Some(uid), Some(uid));
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                chown_tree(&path, uid);
-            } else {
-                let _ = std::os::unix::fs::lchown(&path, Some(uid), Some(uid));
-            }
-        }
-    }
-}
-
 /// Runs every scenario `repeat` times (skipping runs already in
 /// `done`), calling `progress`, and returns the new results in the order
 /// they finished. Stops early when `stop` is set, and starts no new
@@ -336,9 +318,8 @@ fn run_one(sc: &Scenario, k: u32, opts: &EvalOptions, stop: &AtomicBool) -> Opti
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         std::fs::create_dir_all(&audit_dir).map_err(|e| format!("{}: {e}", audit_dir.display()))?;
         crate::tools::seed_workspace(&work, &env)?;
-        if rustix::process::geteuid().is_root() {
-            chown_tree(&work, ROOT_WORKSPACE_UID);
-        }
+        // The workspace stays the caller's (root's, as root): the jail
+        // binds it idmapped, so the sandbox owns it inside.
         let policy = match &sc.tool_policy {
             Some(text) => ToolPolicy::parse(text).map_err(|e| e.to_string())?,
             None => ToolPolicy::permit_all(),

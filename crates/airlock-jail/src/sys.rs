@@ -7,7 +7,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// A failed syscall: its name and errno.
 #[derive(Debug, thiserror::Error)]
@@ -524,34 +524,37 @@ pub(crate) fn mount_setattr(
 /// A user namespace that maps one uid and one gid (`inside` -> `host`),
 /// made only to describe an idmapped mount: a child is cloned into a new
 /// user namespace and waits, its maps are written, its namespace is opened,
-/// and it exits. Returns the namespace's fd.
+/// and it is killed. Returns the namespace's fd.
+///
+/// The child holds no fd of its own to wait on: in a multi-threaded
+/// supervisor, concurrent clones inherit each other's fds, so a child that
+/// waited for EOF on a pipe could be kept alive by another's copy. It
+/// sleeps until SIGKILL instead (also sent by the kernel if the cloning
+/// thread dies first).
 pub(crate) fn mapping_userns(
     uid_inside: u32,
     uid_host: u32,
     gid_inside: u32,
     gid_host: u32,
 ) -> SysResult<OwnedFd> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| SysError::from_errno("pipe", e.raw_os_error()))?;
-    let (r_raw, w_raw) = (r.as_raw_fd(), w.as_raw_fd());
     let args = CloneArgs {
         flags: libc::CLONE_NEWUSER as u64,
         cgroup: None,
     };
-    // SAFETY: the child only calls close(2), read(2) and _exit(2), all
-    // async-signal-safe, on fds opened before the clone.
+    // SAFETY: the child only calls prctl(2), pause(2) and _exit(2), all
+    // async-signal-safe.
     let child = match unsafe { clone3(&args) }? {
         Forked::Child => {
-            // Its copy of the write end would keep it from seeing EOF.
-            // SAFETY: integer-only syscall on the child's own copy.
-            unsafe { libc::close(w_raw) };
-            let mut b = [0u8; 1];
-            let _ = read_raw(r_raw, &mut b);
-            exit_now(0);
+            if set_parent_death_signal(libc::SIGKILL).is_err() {
+                exit_now(1);
+            }
+            loop {
+                // SAFETY: pause takes no arguments and only waits for a signal.
+                unsafe { libc::pause() };
+            }
         }
         Forked::Parent(c) => c,
     };
-    drop(r);
     let result = (|| {
         let base = format!("/proc/{}", child.pid);
         let write = |file: &'static str, text: String| {
@@ -568,7 +571,7 @@ pub(crate) fn mapping_userns(
                 source,
             })
     })();
-    drop(w); // the child reads EOF and exits
+    let _ = pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
     let _ = wait4(child.pid, libc::__WALL);
     result
 }
