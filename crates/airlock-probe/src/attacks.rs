@@ -1995,15 +1995,5 @@ fn hardlink_usr() -> Outcome {
     .into_iter()
     .find(|p| std::path::Path::new(p).exists())
     .unwrap_or("/usr/bin/env");
-    let dst = c"/workspace/.airlock-probe-hardlink";
-    let c = cstr(src);
-    let r = unsafe { libc::link(c.as_ptr(), dst.as_ptr()) };
-    let o = ret(
-        r as i64,
-        &format!("link({src}, /workspace/.airlock-probe-hardlink)"),
-    );
-    if r == 0 {
-        unsafe { libc::unlink(dst.as_ptr()) };
-    }
-    o
+    link_into_workspace(src)
 }
