@@ -1973,14 +1973,14 @@ fn setuid_bit(chmod: impl Fn(&CStr, libc::mode_t) -> libc::c_long) -> Outcome {
     }
     unsafe { libc::close(fd) };
     let r = chmod(SUID_PROBE, 0o4755);
-    suid_outcome(r as i64, "chmod(/workspace/.airlock-probe-suid, 04755)")
+    suid_outcome(r, "chmod(/workspace/.airlock-probe-suid, 04755)")
 }
 
 /// Try to create the test path with a setuid/setgid mode directly.
 fn setuid_made(create: impl Fn(&CStr) -> libc::c_long) -> Outcome {
     let r = create(SUID_PROBE);
     suid_outcome(
-        r as i64,
+        r,
         "creating /workspace/.airlock-probe-suid with mode 04755/02755",
     )
 }
