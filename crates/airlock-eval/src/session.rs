@@ -591,6 +591,7 @@ pub fn describe_end(rep: &SessionReport) -> String {
         ExitReason::Timeout => "the sandbox's time ran out".to_owned(),
         ExitReason::Memory => "the memory limit was hit".to_owned(),
         ExitReason::Killed => "stopped by the harness".to_owned(),
+        ExitReason::Interrupted => "interrupted twice (Ctrl-C)".to_owned(),
         ExitReason::ExecFailed { errno } => format!("its server could not start (errno {errno})"),
     };
     if !rep.run.limits_hit.is_empty() {

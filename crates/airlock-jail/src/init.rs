@@ -107,9 +107,14 @@ pub(crate) fn main() -> ! {
     if let Err(e) = sys::unshare_time_from_zero() {
         fail(e.to_string());
     }
-    if let Err(e) = crate::mounts::build_root(spec, cfg.workspace.as_ref()) {
+    if let Err(e) = crate::mounts::build_root(spec, cfg.workspace.as_ref(), cfg.tty.is_some()) {
         fail(format!("building the sandbox filesystem: {e}"));
     }
+    // The payload's terminal, made in the sandbox's own devpts instance.
+    let tty_slave = cfg.tty.map(|size| match open_pty(size) {
+        Ok(slave) => slave,
+        Err(e) => fail(e),
+    });
     if let Err(e) = plant(spec) {
         fail(e);
     }
@@ -150,11 +155,14 @@ pub(crate) fn main() -> ! {
             // clock differs from init's: re-base init's start on it.
             let now = std::time::Instant::now();
             let t0 = now.checked_sub(at_fork).unwrap_or(now);
-            crate::payload::run(&cfg, exe.as_deref(), watch_payload, t0)
+            crate::payload::run(&cfg, exe.as_deref(), watch_payload, tty_slave, t0)
         }
         Forked::Parent(pid) => pid,
     };
     drop(watch_payload);
+    // Only the payload holds the terminal: when it and its children are
+    // gone, the supervisor's master reads EIO.
+    drop(tty_slave);
     let listener = receive_listener(&watch_init);
     drop(watch_init);
 
@@ -184,6 +192,41 @@ pub(crate) fn main() -> ! {
         nofile,
     });
     sys::exit_now(0);
+}
+
+/// Opens a pty pair in the sandbox's devpts instance (`/dev/ptmx` is its
+/// `pts/ptmx`), sets its window size, and hands the master to the
+/// supervisor, keeping none; returns the slave for the payload. The slave
+/// is opened from the master (`TIOCGPTPEER`), never looked up by name.
+fn open_pty(size: crate::proto::TtySize) -> Result<OwnedFd, String> {
+    use rustix::pty::{ioctl_tiocgptpeer, openpt, unlockpt, OpenptFlags};
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = openpt(flags).map_err(|e| format!("opening /dev/ptmx: {e}"))?;
+    unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    let ws = rustix::termios::Winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, ws).map_err(|e| format!("TIOCSWINSZ: {e}"))?;
+    let slave = ioctl_tiocgptpeer(&master, flags).map_err(|e| format!("TIOCGPTPEER: {e}"))?;
+    let report = serde_json::to_vec(&Report::Pty).expect("report serializes");
+    let fds = [master.as_fd()];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+    anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+    // SAFETY: CTL (fd 3) is the control socket, open for the life of init;
+    // the borrow ends with this statement.
+    let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+    rustix::net::sendmsg(
+        ctl,
+        &[std::io::IoSlice::new(&report)],
+        &mut anc,
+        rustix::net::SendFlags::NOSIGNAL,
+    )
+    .map_err(|e| format!("handing the terminal to the supervisor: {e}"))?;
+    Ok(slave)
 }
 
 fn unsafe_fork() -> Forked<libc::pid_t> {

@@ -54,7 +54,9 @@ pub use error::{CgroupError, JailError, LandlockError, SpawnError, SpecError, Sy
 pub use hostids::{ROOT_MODE_UID_BASE, ROOT_MODE_UID_COUNT};
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
 pub use proto::INIT_ARG;
-pub use report::{CgroupReport, ExitReason, JailEvent, LimitHit, RunReport, StreamStats};
+pub use report::{
+    CgroupReport, ExitReason, JailEvent, LimitHit, Notice, RunReport, StreamStats, INTERRUPT_WINDOW,
+};
 pub use spawn::{check, run, settle, Collect, OutputSink, RunOptions, StdinMode};
 pub use spec::{
     CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, PlantFile, RlimitSpec, RoBind,

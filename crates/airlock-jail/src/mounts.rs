@@ -179,9 +179,19 @@ const PROC_READONLY: &[&str] = &["sys"];
 /// Device nodes bound from the host: no block devices, no kvm, mem or kmsg.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 
+/// Most pseudo-terminals the sandbox's private devpts instance holds (the
+/// payload's own and a few a program inside may open, as `script` does);
+/// the host's `kernel.pty.max` is shared by everyone.
+const DEVPTS_MAX: u32 = 16;
+
 /// Build the whole root. On return the process's root is the sandbox root,
-/// the host root is detached, and the cwd is `/`.
-pub(crate) fn build_root(spec: &JailSpec, attach: Option<&crate::workspace::Attach>) -> Result<()> {
+/// the host root is detached, and the cwd is `/`. With `tty`, /dev also
+/// holds a private devpts instance (`/dev/pts`, `/dev/ptmx`) and `/dev/tty`.
+pub(crate) fn build_root(
+    spec: &JailSpec,
+    attach: Option<&crate::workspace::Attach>,
+    tty: bool,
+) -> Result<()> {
     // Nothing we mount may propagate back to the host.
     mount(
         None,
@@ -369,6 +379,30 @@ pub(crate) fn build_root(spec: &JailSpec, attach: Option<&crate::workspace::Atta
         ("stderr", "/proc/self/fd/2"),
     ] {
         symlink(target, dev.join(name)).map_err(err("symlink", &dev.join(name)))?;
+    }
+    if tty {
+        // The payload's terminal (`-t`): a NEW devpts instance, private to
+        // this mount namespace, so no host terminal is reachable through it
+        // (a user namespace may mount one; a devpts is never the host's).
+        // Its ptys are owned by the sandbox's uid and gid (unmapped ids
+        // cannot be named here), and it holds at most DEVPTS_MAX of them.
+        // /dev/tty opens the caller's controlling terminal, which inside is
+        // only ever this instance's pty.
+        let pts = dev.join("pts");
+        mkdir_p(&pts, 0o755)?;
+        mount(
+            Some("devpts"),
+            &pts,
+            Some("devpts"),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some(&format!(
+                "newinstance,ptmxmode=0666,mode=0620,max={DEVPTS_MAX}"
+            )),
+        )?;
+        symlink("pts/ptmx", dev.join("ptmx")).map_err(err("symlink", &dev.join("ptmx")))?;
+        let dst = dev.join("tty");
+        touch(&dst)?;
+        bind(&old.join("dev/tty"), &dst)?;
     }
     let shm = dev.join("shm");
     mkdir_p(&shm, 0o1777)?;

@@ -22,6 +22,7 @@ pub(crate) fn run(
     cfg: &InitConfig,
     exe: Option<&Path>,
     watch_sock: OwnedFd,
+    tty: Option<OwnedFd>,
     t0: std::time::Instant,
 ) -> ! {
     let spec = &cfg.spec;
@@ -41,6 +42,25 @@ pub(crate) fn run(
     //    even before seccomp denies it (CVE-2017-5226).
     if let Err(e) = rustix::process::setsid() {
         fail(format!("setsid: {e}"));
+    }
+
+    // 2b. With `-t`: the new pty's slave (from the sandbox's own devpts
+    //     instance, never a host terminal) becomes stdin, stdout and stderr
+    //     and, as this fresh session has none, its controlling terminal,
+    //     with this process group in the foreground. Right after setsid,
+    //     which TIOCSCTTY needs; TIOCSTI and TIOCLINUX on it stay denied
+    //     by seccomp (step 9).
+    if let Some(slave) = tty {
+        let stdio = rustix::stdio::dup2_stdin(&slave)
+            .and_then(|()| rustix::stdio::dup2_stdout(&slave))
+            .and_then(|()| rustix::stdio::dup2_stderr(&slave));
+        if let Err(e) = stdio {
+            fail(format!("dup2 of the terminal: {e}"));
+        }
+        drop(slave);
+        if let Err(e) = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin()) {
+            fail(format!("TIOCSCTTY: {e}"));
+        }
     }
 
     // 3. rlimits, while we still may set hard limits freely.

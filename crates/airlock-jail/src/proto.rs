@@ -64,6 +64,19 @@ pub(crate) struct InitConfig {
     /// Set-up phases measured by init so far (name, microseconds since init started).
     #[serde(default)]
     pub(crate) phases: Vec<(String, u64)>,
+    /// Give the payload a new pseudo-terminal of this size (`-t`): init
+    /// mounts a private devpts instance, opens a pty pair in it, sends the
+    /// master up ([`Report::Pty`]) and makes the slave the payload's stdio
+    /// and controlling terminal.
+    #[serde(default)]
+    pub(crate) tty: Option<TtySize>,
+}
+
+/// A terminal's window size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TtySize {
+    pub(crate) rows: u16,
+    pub(crate) cols: u16,
 }
 
 /// What the sandbox reports to the supervisor.
@@ -86,6 +99,8 @@ pub(crate) enum Report {
     /// The canary watch: an inotify fd attached (SCM_RIGHTS), and what
     /// each watch descriptor is.
     Watches { paths: Vec<(i32, String)> },
+    /// The master of the payload's pseudo-terminal, attached (SCM_RIGHTS).
+    Pty,
     /// Something the sandbox did while running.
     Event { event: crate::report::JailEvent },
     /// A copy-out file, sent with its open fd attached (SCM_RIGHTS).

@@ -25,8 +25,12 @@ pub enum ExitReason {
     Timeout,
     /// The kernel's OOM killer ended the command at the memory limit.
     Memory,
-    /// The supervisor killed the sandbox (airlock was interrupted).
+    /// The supervisor killed the sandbox (asked to stop, or SIGQUIT).
     Killed,
+    /// A second interrupt (SIGINT, Ctrl-C) came within
+    /// [`INTERRUPT_WINDOW`] of the first, which was forwarded to the
+    /// payload, and the supervisor killed the sandbox.
+    Interrupted,
     /// The command could not be executed.
     ExecFailed {
         /// errno from execve (ENOENT: not found; EACCES/ENOEXEC: not executable).
@@ -45,10 +49,28 @@ impl ExitReason {
             ExitReason::Timeout => 124,
             ExitReason::Memory => 128 + libc::SIGKILL,
             ExitReason::Killed => 128 + libc::SIGKILL,
+            ExitReason::Interrupted => 128 + libc::SIGINT,
             ExitReason::ExecFailed { errno } if errno == libc::ENOENT => 127,
             ExitReason::ExecFailed { .. } => 126,
         }
     }
+}
+
+/// How soon a second interrupt must follow the first to kill the sandbox.
+pub const INTERRUPT_WINDOW: Duration = Duration::from_secs(3);
+
+/// Something the supervisor did on the caller's behalf that the person at
+/// the terminal should hear about (the CLI prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// An interrupt was forwarded to the payload; another within `window`
+    /// kills the sandbox.
+    InterruptForwarded {
+        /// [`INTERRUPT_WINDOW`].
+        window: Duration,
+    },
+    /// A second interrupt came in time: the sandbox is being killed.
+    InterruptKilled,
 }
 
 /// A limit that was reached during the run.

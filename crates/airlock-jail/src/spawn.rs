@@ -18,8 +18,11 @@ use crate::cgroup::{self, Cgroup};
 use crate::error::{JailError, SpawnError, SpecError};
 use crate::hostids::HostIdLease;
 use crate::landlock::LandlockReport;
+use crate::proto::TtySize;
 use crate::proto::{step, InitConfig, Report, GO, INIT_ARG, PLACED, PRE_EXEC_TAG};
-use crate::report::{CgroupReport, ExitReason, JailEvent, LimitHit, RunReport, StreamStats};
+use crate::report::{
+    CgroupReport, ExitReason, JailEvent, LimitHit, Notice, RunReport, StreamStats, INTERRUPT_WINDOW,
+};
 use crate::spec::{JailSpec, WorkspaceSource};
 use crate::sys::{self, CloneArgs, Forked};
 use crate::workspace::{self, Attach, TREE_FD};
@@ -70,6 +73,12 @@ pub trait OutputSink {
     fn should_abort(&mut self) -> bool {
         false
     }
+    /// Something the supervisor did that the person at the terminal should
+    /// hear about (an interrupt forwarded, the sandbox killed by a second
+    /// one). The default ignores it.
+    fn notice(&mut self, notice: Notice) {
+        let _ = notice;
+    }
 }
 
 /// Collects output in memory (up to the spec's cap), for tests and callers
@@ -97,6 +106,18 @@ pub enum StdinMode {
     /// The supervisor's stdin, unless it is a terminal (then /dev/null: a
     /// sandbox never gets the caller's terminal).
     InheritUnlessTty,
+    /// The supervisor's stdin, a terminal included (`-i`): a pipe is passed
+    /// as it is; anything else, a terminal too, is copied into a fresh
+    /// pipe. The sandbox never gets the caller's terminal fd.
+    Inherit,
+    /// A NEW pseudo-terminal (`-t`), made inside the sandbox (a private
+    /// devpts instance): its slave is the payload's stdin, stdout, stderr
+    /// and controlling terminal; the supervisor holds the master and relays
+    /// between it and its own stdin (put in raw mode while the run lasts,
+    /// when it is a terminal) and the sink's stdout. The window size is
+    /// copied at start and on SIGWINCH. A pty merges the payload's streams:
+    /// everything arrives as stdout, within the output cap.
+    Tty,
     /// /dev/null.
     Null,
     /// A fresh pipe whose write end is handed to the sink
@@ -110,8 +131,11 @@ pub enum StdinMode {
 pub struct RunOptions {
     /// stdin handling.
     pub stdin: StdinMode,
-    /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT received by the supervisor to
-    /// the payload (blocks them in the calling thread while the run lasts).
+    /// Forward SIGINT/SIGTERM/SIGHUP received by the supervisor to the
+    /// payload (blocks them in the calling thread while the run lasts).
+    /// SIGQUIT kills the sandbox, and so does a second SIGINT within
+    /// [`INTERRUPT_WINDOW`] of the first ([`ExitReason::Interrupted`]);
+    /// both interrupts are announced to the sink ([`OutputSink::notice`]).
     pub forward_signals: bool,
 }
 
@@ -458,19 +482,169 @@ impl Stream {
         let Some(fd) = &self.fd else { return };
         match rustix::io::read(fd, &mut *buf) {
             Ok(0) => self.fd = None,
-            Ok(n) => {
-                let room = cap.saturating_sub(self.stats.bytes) as usize;
-                let keep = n.min(room);
-                if keep > 0 {
-                    out(&buf[..keep]);
-                }
-                self.stats.bytes += keep as u64;
-                self.stats.dropped += (n - keep) as u64;
-            }
+            Ok(n) => forward_capped(&mut self.stats, cap, &buf[..n], out),
             Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
             Err(_) => self.fd = None,
         }
     }
+}
+
+/// The window size of the caller's terminal (stdin, else stdout), or 24x80
+/// when neither is one.
+fn caller_tty_size() -> TtySize {
+    [rustix::stdio::stdin(), rustix::stdio::stdout()]
+        .into_iter()
+        .find_map(|fd| rustix::termios::tcgetwinsize(fd).ok())
+        .filter(|w| w.ws_row > 0 && w.ws_col > 0)
+        .map_or(TtySize { rows: 24, cols: 80 }, |w| TtySize {
+            rows: w.ws_row,
+            cols: w.ws_col,
+        })
+}
+
+/// The supervisor's side of the payload's terminal ([`StdinMode::Tty`]):
+/// the master of the pty made inside the sandbox, the caller's stdin
+/// relayed to it, and the caller's terminal mode, restored on drop (every
+/// way out of [`run`], an error or a forwarded signal included).
+struct Pty {
+    master: Option<OwnedFd>,
+    /// The supervisor's stdin.
+    input: std::os::fd::BorrowedFd<'static>,
+    input_open: bool,
+    /// Input read but not yet taken by the master.
+    pending: Vec<u8>,
+    /// The caller's terminal mode before it was made raw.
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl Default for Pty {
+    fn default() -> Self {
+        Pty {
+            master: None,
+            input: rustix::stdio::stdin(),
+            input_open: true,
+            pending: Vec::new(),
+            saved: None,
+        }
+    }
+}
+
+impl Pty {
+    /// Takes the master from init and puts the caller's terminal (when
+    /// stdin is one) in raw mode, so that every key, Ctrl-C included,
+    /// reaches the sandbox's line discipline instead of ours.
+    fn attach(&mut self, master: OwnedFd) {
+        use rustix::termios::{tcgetattr, tcsetattr, OptionalActions};
+        if let Err(e) = rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK) {
+            tracing::warn!(error = %e, "cannot make the terminal master non-blocking");
+        }
+        self.master = Some(master);
+        self.resize();
+        if let Ok(saved) = tcgetattr(self.input) {
+            let mut raw = saved.clone();
+            raw.make_raw();
+            // Now, not flush: input typed before the run started stays.
+            match tcsetattr(self.input, OptionalActions::Now, &raw) {
+                Ok(()) => self.saved = Some(saved),
+                Err(e) => tracing::warn!(error = %e, "cannot put the terminal in raw mode"),
+            }
+        }
+    }
+
+    /// Copies the caller's window size to the pty (the kernel then sends
+    /// SIGWINCH to the payload's foreground process group).
+    fn resize(&self) {
+        let Some(m) = &self.master else { return };
+        if let Ok(w) = rustix::termios::tcgetwinsize(self.input)
+            .or_else(|_| rustix::termios::tcgetwinsize(rustix::stdio::stdout()))
+        {
+            let _ = rustix::termios::tcsetwinsize(m, w);
+        }
+    }
+
+    /// The master is ready: write pending input, forward output within
+    /// the cap (counted as stdout). EIO means every slave is closed.
+    fn pump(
+        &mut self,
+        rev: PollFlags,
+        cap: u64,
+        stats: &mut StreamStats,
+        buf: &mut [u8],
+        sink: &mut dyn OutputSink,
+    ) {
+        if rev.contains(PollFlags::OUT) {
+            self.write_pending();
+        }
+        if !rev.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+            return;
+        }
+        let Some(m) = &self.master else { return };
+        match rustix::io::read(m, &mut *buf) {
+            Ok(0) => self.master = None,
+            Ok(n) => forward_capped(stats, cap, &buf[..n], &mut |d| sink.stdout(d)),
+            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+            Err(_) => self.master = None,
+        }
+    }
+
+    /// The caller's stdin is readable: read a chunk for the master. At end
+    /// of input that is not a terminal's, the line discipline gets its
+    /// end-of-file character (Ctrl-D).
+    fn read_input(&mut self) {
+        let mut chunk = [0u8; 4096];
+        match rustix::io::read(self.input, &mut chunk) {
+            Ok(0) => {
+                self.input_open = false;
+                if self.saved.is_none() {
+                    self.pending.push(0x04);
+                }
+            }
+            Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+            Err(_) => self.input_open = false,
+        }
+        self.write_pending();
+    }
+
+    fn write_pending(&mut self) {
+        let Some(m) = &self.master else {
+            self.pending.clear();
+            return;
+        };
+        while !self.pending.is_empty() {
+            match rustix::io::write(m, &self.pending) {
+                Ok(n) => drop(self.pending.drain(..n)),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(_) => {
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            use rustix::termios::{tcsetattr, OptionalActions};
+            if let Err(e) = tcsetattr(self.input, OptionalActions::Now, &saved) {
+                tracing::warn!(error = %e, "cannot restore the terminal mode");
+            }
+        }
+    }
+}
+
+/// Forward `data` within the cap, count the rest.
+fn forward_capped(stats: &mut StreamStats, cap: u64, data: &[u8], out: &mut dyn FnMut(&[u8])) {
+    let room = cap.saturating_sub(stats.bytes) as usize;
+    let keep = data.len().min(room);
+    if keep > 0 {
+        out(&data[..keep]);
+    }
+    stats.bytes += keep as u64;
+    stats.dropped += (data.len() - keep) as u64;
 }
 
 /// Most opens reported per watched file; later ones are counted.
@@ -614,7 +788,7 @@ struct SignalFd {
 const SUPERVISOR_FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 impl SignalFd {
-    fn new() -> Result<SignalFd, sys::SysError> {
+    fn new(signals: &[i32]) -> Result<SignalFd, sys::SysError> {
         // SAFETY: sigset_t is plain data initialised by sigemptyset below.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: sigset_t is plain data; sigprocmask fills it.
@@ -622,7 +796,7 @@ impl SignalFd {
         // SAFETY: `set` is live; the signal numbers are valid.
         unsafe {
             libc::sigemptyset(&mut set);
-            for &s in SUPERVISOR_FORWARDED {
+            for &s in signals {
                 libc::sigaddset(&mut set, s);
             }
         }
@@ -724,12 +898,16 @@ pub fn run(
         memory: spec.cgroup.memory.filter(|_| !enforced("memory")),
         nproc: spec.cgroup.pids.filter(|_| !enforced("pids")),
     };
+    // With a terminal, its window size as it is now (init sets it on the
+    // new pty before the payload starts; SIGWINCH copies later changes).
+    let tty = (opts.stdin == StdinMode::Tty).then(caller_tty_size);
     let config = serde_json::to_vec(&InitConfig {
         spec: spec.clone(),
         seccomp,
         fallback,
         workspace: host_ws.as_ref().map(|w| w.attach.clone()),
         phases: Vec::new(),
+        tty,
     })
     .expect("init config serializes");
 
@@ -759,7 +937,9 @@ pub fn run(
     // bytes into a fresh pipe instead. A terminal becomes /dev/null.
     let mut stdin_copy: Option<(OwnedFd, OwnedFd)> = None;
     let stdin_fd: RawFd = match opts.stdin {
-        StdinMode::InheritUnlessTty if !rustix::termios::isatty(std::io::stdin()) => {
+        StdinMode::Inherit | StdinMode::InheritUnlessTty
+            if opts.stdin == StdinMode::Inherit || !rustix::termios::isatty(std::io::stdin()) =>
+        {
             let is_fifo = rustix::fs::fstat(std::io::stdin())
                 .map(|st| {
                     rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
@@ -881,11 +1061,22 @@ pub fn run(
         return Err(e);
     }
 
-    let signals = if opts.forward_signals {
-        Some(SignalFd::new()?)
-    } else {
+    let mut forwarded: Vec<i32> = Vec::new();
+    if opts.forward_signals {
+        forwarded.extend_from_slice(SUPERVISOR_FORWARDED);
+    }
+    if tty.is_some() {
+        forwarded.push(libc::SIGWINCH);
+    }
+    let signals = if forwarded.is_empty() {
         None
+    } else {
+        Some(SignalFd::new(&forwarded)?)
     };
+    // The terminal relay (`StdinMode::Tty`): the master arrives from init.
+    let mut pty = Pty::default();
+    let mut last_interrupt: Option<Instant> = None;
+    let mut interrupted = false;
     // Started after the signal mask is set, so the copier inherits it.
     if let Some(w) = stdin_writer {
         if opts.stdin == StdinMode::Pipe {
@@ -929,7 +1120,12 @@ pub fn run(
                 init_done = Some((st, ru));
             }
         }
-        if init_done.is_some() && stdout.fd.is_none() && stderr.fd.is_none() && !ctl_open {
+        if init_done.is_some()
+            && stdout.fd.is_none()
+            && stderr.fd.is_none()
+            && !ctl_open
+            && pty.master.is_none()
+        {
             break;
         }
         if init_done.is_some() && Instant::now() > deadline + Duration::from_secs(5) {
@@ -980,6 +1176,19 @@ pub fn run(
         if let Some(t) = &touches {
             fds.push(PollFd::new(&t.fd, PollFlags::IN));
             slots.push(5);
+        }
+        if let Some(m) = &pty.master {
+            let mut want = PollFlags::IN;
+            if !pty.pending.is_empty() {
+                want |= PollFlags::OUT;
+            }
+            fds.push(PollFd::new(m, want));
+            slots.push(6);
+            // Read more of the caller's input only once the last is written.
+            if pty.input_open && pty.pending.is_empty() {
+                fds.push(PollFd::new(&pty.input, PollFlags::IN));
+                slots.push(7);
+            }
         }
         match poll(&mut fds, Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
@@ -1039,6 +1248,14 @@ pub fn run(
                                         ));
                                     }
                                     Ok(Report::Event { event }) => sink.event(event),
+                                    Ok(Report::Pty) => match passed.take() {
+                                        Some(fd) if tty.is_some() => pty.attach(fd),
+                                        _ => {
+                                            setup_error = Some(
+                                                "unexpected terminal report from sandbox".into(),
+                                            )
+                                        }
+                                    },
                                     Ok(Report::Watches { paths }) => {
                                         if let Some(fd) = passed.take() {
                                             touches = Some(Touches {
@@ -1090,19 +1307,38 @@ pub fn run(
                     drop(passed);
                 }
                 3 => {} // init exited; reaped at the top of the loop
+                6 => pty.pump(rev, spec.output_cap, &mut stdout.stats, &mut buf, sink),
+                7 => pty.read_input(),
                 5 => {
                     if let Some(t) = touches.as_mut() {
                         t.drain(sink);
                     }
                 }
                 4 => {
-                    if let Some(sig) = signals.as_ref().and_then(SignalFd::next) {
-                        if init_done.is_none() {
+                    while let Some(sig) = signals.as_ref().and_then(SignalFd::next) {
+                        if sig == libc::SIGWINCH {
+                            pty.resize();
+                        } else if init_done.is_none() && !killed {
                             if sig == libc::SIGQUIT {
                                 killed = true;
                                 kill_sandbox(&cg);
+                            } else if sig == libc::SIGINT
+                                && last_interrupt.is_some_and(|t| t.elapsed() < INTERRUPT_WINDOW)
+                            {
+                                // A second Ctrl-C in time: the payload may
+                                // ignore SIGINT; the sandbox goes.
+                                interrupted = true;
+                                killed = true;
+                                kill_sandbox(&cg);
+                                sink.notice(Notice::InterruptKilled);
                             } else {
                                 let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), sig);
+                                if sig == libc::SIGINT {
+                                    last_interrupt = Some(Instant::now());
+                                    sink.notice(Notice::InterruptForwarded {
+                                        window: INTERRUPT_WINDOW,
+                                    });
+                                }
                             }
                         }
                     }
@@ -1112,6 +1348,8 @@ pub fn run(
         }
     }
     drop(signals);
+    // The caller's terminal mode comes back before anything is printed.
+    drop(pty);
     if let Some(t) = touches.take() {
         t.finish(sink);
     }
@@ -1136,6 +1374,8 @@ pub fn run(
     let mut full_mounts = Vec::new();
     let reason = if timed_out {
         ExitReason::Timeout
+    } else if interrupted {
+        ExitReason::Interrupted
     } else if let Some(errno) = exec_error {
         ExitReason::ExecFailed { errno }
     } else if let Some((status, full, nofile)) = payload_exit {

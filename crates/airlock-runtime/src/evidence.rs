@@ -465,6 +465,10 @@ impl OutputSink for SessionSink<'_> {
         self.inner.stdin_pipe(writer)
     }
 
+    fn notice(&mut self, notice: airlock_jail::Notice) {
+        self.inner.notice(notice)
+    }
+
     fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
         let Some(cfg) = self.gateway_cfg.as_ref() else {
             return Err("no gateway is configured for this sandbox".into());

@@ -32,7 +32,7 @@ use serde::Serialize;
 pub use airlock_egress::{FlowProto, Verdict};
 pub use airlock_jail::{
     doctor, init_main_if_requested, settle, Check, CheckStatus, Collect, ExitReason, LimitHit,
-    OutputSink, RunReport,
+    Notice, OutputSink, RunReport, INTERRUPT_WINDOW,
 };
 
 /// Home directory of the payload inside the sandbox.
@@ -96,6 +96,12 @@ pub struct RunRequest {
     pub cgroup_root: Option<PathBuf>,
     /// Give the payload the caller's stdin (unless it is a terminal).
     pub inherit_stdin: bool,
+    /// Give the payload the caller's stdin even when it is a terminal
+    /// (`-i`), copied into a fresh pipe (wins over `inherit_stdin`).
+    pub interactive: bool,
+    /// Give the payload a new pseudo-terminal relayed to the caller's
+    /// stdin and stdout (`-t`; wins over `interactive`).
+    pub tty: bool,
     /// The sandbox's id (as in every record and audit event); `None` for a
     /// fresh [`new_sandbox_id`]. A caller that talks to a long-lived
     /// payload sets it to know the id before the run ends.
@@ -128,6 +134,8 @@ impl RunRequest {
             term: None,
             cgroup_root: None,
             inherit_stdin: false,
+            interactive: false,
+            tty: false,
             pipe_stdin: false,
             sandbox_id: None,
             forward_signals: false,
@@ -580,6 +588,10 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
     let opts = RunOptions {
         stdin: if req.pipe_stdin {
             StdinMode::Pipe
+        } else if req.tty {
+            StdinMode::Tty
+        } else if req.interactive {
+            StdinMode::Inherit
         } else if req.inherit_stdin {
             StdinMode::InheritUnlessTty
         } else {

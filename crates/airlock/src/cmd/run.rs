@@ -11,11 +11,28 @@ use anyhow::Context;
 /// Run CMD in a fresh sandbox, stream its output, exit with its code.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit status: the command's own; 128+N when killed by signal N; 124 on timeout; \
-137 when killed at the memory limit; 125 when airlock itself fails; 126 when CMD cannot be executed; \
-127 when CMD is not found."
+    after_help = "stdin: a pipe or file is passed to CMD; a terminal is not (CMD reads end of file) \
+unless -i (its input copied through a pipe) or -t (a new terminal inside, airlock relays).
+
+Ctrl-C: the first is forwarded to CMD; a second within 3s kills the sandbox (exit 130). \
+With -t, Ctrl-C is a key sent to the sandbox's terminal.
+
+Exit status: the command's own; 128+N when killed by signal N; 124 on timeout; \
+137 when killed at the memory limit; 130 when killed by a second Ctrl-C; 125 when airlock itself \
+fails; 126 when CMD cannot be executed; 127 when CMD is not found."
 )]
 pub(crate) struct Args {
+    /// Keep stdin open even when it is a terminal: what is typed is copied
+    /// into the sandbox through a pipe (the sandbox never gets the
+    /// terminal itself).
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Give the command a NEW pseudo-terminal (made inside the sandbox; the
+    /// caller's terminal is put in raw mode and relayed, window size
+    /// included; stdout and stderr merge into stdout). Implies -i; stdin
+    /// must be a terminal. Use as `-it`.
+    #[arg(long, short = 't')]
+    tty: bool,
     /// A built-in profile name or a path to a profile TOML file.
     #[arg(long, short = 'p', default_value = "default")]
     profile: String,
@@ -207,6 +224,17 @@ impl OutputSink for Terminal {
     fn stderr(&mut self, data: &[u8]) {
         let _ = std::io::stderr().lock().write_all(data);
     }
+    fn notice(&mut self, notice: airlock_runtime::Notice) {
+        match notice {
+            airlock_runtime::Notice::InterruptForwarded { window } => eprintln!(
+                "airlock: interrupt sent to the sandbox; press Ctrl-C again within {}s to kill it",
+                window.as_secs()
+            ),
+            airlock_runtime::Notice::InterruptKilled => {
+                eprintln!("airlock: interrupted again: the sandbox was killed")
+            }
+        }
+    }
 }
 
 /// One stderr line per refused flow (up to a few), so a refusal is never
@@ -257,6 +285,10 @@ fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let stdin_tty = rustix::termios::isatty(std::io::stdin());
+    if args.tty && !stdin_tty {
+        anyhow::bail!("-t needs a terminal on stdin (for piped input use -i, or neither)");
+    }
     let profile = super::profile::load(&args.profile)?;
     let overrides = Overrides {
         memory: args.mem,
@@ -288,11 +320,18 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     req.term = std::env::var("TERM").ok();
     req.cgroup_root = args.cgroup_root;
     req.inherit_stdin = true;
+    req.interactive = args.interactive;
+    req.tty = args.tty;
     req.forward_signals = true;
     req.audit = args.audit;
     req.approver = approver;
     req.copy_out = args.copy_out;
     req.out_dir = out_dir;
+    if stdin_tty && !args.interactive && !args.tty {
+        eprintln!(
+            "airlock: stdin is a terminal; the sandbox gets no input (pass -i for a pipe, -it for a terminal)"
+        );
+    }
     let mut sink = Terminal { json: args.json };
     let session = match airlock_runtime::run(&req, &mut sink) {
         Ok(r) => r,

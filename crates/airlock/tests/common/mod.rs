@@ -466,3 +466,76 @@ pub fn pretty(v: &Value) -> String {
 pub fn owner_of(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().uid()
 }
+
+/// What a shell line run on a fresh terminal printed, and how it ended.
+#[derive(Debug)]
+pub struct TermRun {
+    pub mode: Mode,
+    pub status: Option<i32>,
+    /// Everything written to the terminal (carriage returns removed).
+    pub output: String,
+}
+
+impl TermRun {
+    pub fn describe(&self) -> String {
+        format!(
+            "[{}] exit {:?}, terminal output:\n{}",
+            self.mode, self.status, self.output
+        )
+    }
+}
+
+/// Runs `shell` (a `sh -c` line in which `$AIRLOCK` starts airlock the way
+/// `mode` needs) on a new terminal made by util-linux `script`, so that
+/// airlock's stdin, stdout and stderr are a real terminal. `input` is typed
+/// after a second, and the terminal stays open until the line ends (or 60 s
+/// pass, when it is killed).
+pub fn on_terminal(sb: &Sandbox, shell: &str, input: &[u8]) -> TermRun {
+    use std::io::{Read, Write};
+    let airlock = sb.command();
+    let mut words = vec![airlock.get_program().to_string_lossy().into_owned()];
+    words.extend(airlock.get_args().map(|a| a.to_string_lossy().into_owned()));
+    assert!(
+        words.iter().all(|w| !w.contains([' ', '\'', '"', '$'])),
+        "airlock's command line needs no quoting: {words:?}"
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", shell, "/dev/null"])
+        .env("AIRLOCK", words.join(" "))
+        .env_remove("AIRLOCK_LOG")
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start util-linux script");
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let mut stdin = child.stdin.take().expect("piped");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    // The line may be over already (nothing reads the input then).
+    let _ = stdin.write_all(input);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for script") {
+            break st.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(stdin);
+    let out = reader.join().expect("reader thread");
+    TermRun {
+        mode: sb.mode,
+        status,
+        output: String::from_utf8_lossy(&out).replace('\r', ""),
+    }
+}

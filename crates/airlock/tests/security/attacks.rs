@@ -354,3 +354,53 @@ fn init_cannot_be_killed_from_inside() {
         );
     }
 }
+
+/// With `-it` the payload has a terminal of its own (its controlling
+/// terminal, from the sandbox's devpts instance), and injecting keystrokes
+/// into it, or through it into anything else, still fails: TIOCSTI and
+/// TIOCLINUX stay denied by seccomp on fds 0-2 and /dev/tty.
+#[test]
+fn tiocsti_on_the_sandboxs_own_terminal() {
+    for mode in modes() {
+        let sb = Sandbox::new(mode);
+        let ws = sb.workspace().to_str().expect("utf-8 temp path").to_owned();
+        for attack in ["tiocsti", "tiocsti_high_bits", "tioclinux"] {
+            let r = on_terminal(
+                &sb,
+                &format!(
+                    "$AIRLOCK run --timeout 60s -it --workspace {ws} -- sh -c \
+                     'test -t 0 && test -t 1 && tty && /workspace/probe attack {attack}'; \
+                     echo rc=$?"
+                ),
+                b"",
+            );
+            assert!(
+                r.output.contains("/dev/pts/0\n"),
+                "the payload had no terminal of its own:\n{}",
+                r.describe()
+            );
+            let line = r
+                .output
+                .lines()
+                .find(|l| l.starts_with('{'))
+                .unwrap_or_else(|| panic!("no probe answer:\n{}", r.describe()));
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad probe answer ({e}):\n{}", r.describe()));
+            assert_eq!(
+                v["succeeded"],
+                Value::Bool(false),
+                "[{mode}] {attack} on the sandbox's terminal was NOT stopped:\n{}",
+                pretty(&v)
+            );
+            assert_eq!(v["errno"].as_i64(), Some(EPERM), "[{mode}] {}", pretty(&v));
+            if attack.starts_with("tiocsti") {
+                // Every target was tried, /dev/tty (the new pty) included.
+                let tried = v["data"].as_array().map_or(0, Vec::len);
+                assert_eq!(tried, 4, "[{mode}] {}", pretty(&v));
+                for a in v["data"].as_array().unwrap() {
+                    assert_eq!(a["errno"].as_i64(), Some(EPERM), "[{mode}] {}", pretty(&v));
+                }
+            }
+        }
+    }
+}
