@@ -8,4 +8,5 @@ mod eval;
 mod evidence;
 mod lifecycle;
 mod limits;
+mod readme;
 mod run;
