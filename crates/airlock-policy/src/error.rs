@@ -72,7 +72,12 @@ impl ProfileError {
             .as_ref()
             .map(|s| locate::path_at(src, s.start).to_string())
             .unwrap_or_default();
-        let message = err.message().trim_end().to_owned();
+        let mut message = err.message().trim_end().to_owned();
+        if let Some(key) = span.as_ref().and_then(|s| unquoted_plus_key(src, s.start)) {
+            message.push_str(&format!(
+                " (a key ending in '+' must be quoted in TOML: \"{key}+\" = [...])"
+            ));
+        }
         Self::new(origin, src, span, field, message)
     }
 
@@ -117,6 +122,22 @@ impl ProfileError {
     pub fn source_text(&self) -> &str {
         &self.inner.source_text
     }
+}
+
+/// The key of a line such as `ro+ = [...]` (an append key written bare,
+/// which TOML does not allow) at `offset`'s line.
+fn unquoted_plus_key(src: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(src.len());
+    let start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = src[start..].lines().next()?.trim_start();
+    let plus = line.find('+')?;
+    let key = &line[..plus];
+    let after = line[plus + 1..].trim_start();
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (bare && after.starts_with('=')).then_some(key)
 }
 
 /// A validation failure before it is placed in the source.

@@ -27,6 +27,9 @@ pub(crate) struct WireCanaries {
     pub(crate) block_exfiltration: bool,
     /// Canaries of your own.
     pub(crate) extra: Vec<WireExtraCanary>,
+    /// Appended to `extra` (the parent's, or none).
+    #[serde(rename = "extra+", skip_serializing)]
+    pub(crate) extra_append: Vec<WireExtraCanary>,
 }
 
 impl Default for WireCanaries {
@@ -35,6 +38,7 @@ impl Default for WireCanaries {
             enabled: true,
             block_exfiltration: true,
             extra: Vec::new(),
+            extra_append: Vec::new(),
         }
     }
 }
@@ -215,6 +219,7 @@ impl CanaryPolicy {
                     template: e.template.clone(),
                 })
                 .collect(),
+            extra_append: Vec::new(),
         }
     }
 }

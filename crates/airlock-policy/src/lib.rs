@@ -31,6 +31,7 @@ mod denylist;
 mod duration;
 mod error;
 mod evidence;
+mod extends;
 mod locate;
 mod network;
 mod path;
@@ -44,6 +45,7 @@ pub use denylist::builtin_seccomp;
 pub use duration::{HumanDuration, ParseDurationError};
 pub use error::{LoadError, OverrideError, ProfileError, RenderError};
 pub use evidence::{AuditPolicy, CanaryPolicy, ExtraCanary};
+pub use extends::{Origins, DEFAULT_ORIGIN};
 pub use network::{
     blocked_range, normalize_name, BlockedAddr, HostPattern, MockKind, MockResponse, MockRoute,
     NameVerdict, NetworkMode, NetworkPolicy, OnDeny, DEFAULT_PORTS, DNS_PORT, PROXY_PORT,

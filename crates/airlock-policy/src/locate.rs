@@ -12,14 +12,14 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 /// One step of a field path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Seg {
     Key(String),
     Index(usize),
 }
 
 /// A dotted field path such as `limits.memory` or `filesystem.ro[2]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct FieldPath(Vec<Seg>);
 
 impl FieldPath {
@@ -35,6 +35,60 @@ impl FieldPath {
     pub(crate) fn index(mut self, index: usize) -> Self {
         self.0.push(Seg::Index(index));
         self
+    }
+
+    /// Whether this is the root (the whole profile).
+    pub(crate) fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `prefix` is this path or one of its ancestors.
+    pub(crate) fn starts_with(&self, prefix: &FieldPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// The steps of the path.
+    pub(crate) fn segs(&self) -> &[Seg] {
+        &self.0
+    }
+
+    /// This path followed by `rest`.
+    pub(crate) fn join(mut self, rest: &[Seg]) -> Self {
+        self.0.extend_from_slice(rest);
+        self
+    }
+
+    /// Parses a dotted path as displayed (`limits.memory`,
+    /// `filesystem.ro[2]`, `env."A B"`); `None` when it is malformed.
+    pub(crate) fn parse(text: &str) -> Option<FieldPath> {
+        let mut segs = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix('[') {
+                let end = r.find(']')?;
+                segs.push(Seg::Index(r[..end].parse().ok()?));
+                rest = &r[end + 1..];
+            } else {
+                let r = if segs.is_empty() {
+                    rest
+                } else {
+                    rest.strip_prefix('.')?
+                };
+                if let Some(q) = r.strip_prefix('"') {
+                    let end = q.find('"')?;
+                    segs.push(Seg::Key(q[..end].to_owned()));
+                    rest = &q[end + 1..];
+                } else {
+                    let end = r.find(['.', '[']).unwrap_or(r.len());
+                    if end == 0 {
+                        return None;
+                    }
+                    segs.push(Seg::Key(r[..end].to_owned()));
+                    rest = &r[end..];
+                }
+            }
+        }
+        Some(FieldPath(segs))
     }
 
     /// `prefix` followed by `self`.

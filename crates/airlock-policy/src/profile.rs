@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::denylist::{self, builtin_seccomp, EPERM};
 use crate::duration::serialize_duration;
 use crate::error::{FieldError, LoadError, OverrideError, ProfileError, RenderError};
+use crate::extends::Origins;
 use crate::locate::FieldPath;
 use crate::network::{HostPattern, MockKind, MockResponse, MockRoute, NetworkMode, NetworkPolicy};
 use crate::path::AbsPath;
@@ -163,7 +164,7 @@ pub fn builtin_names() -> &'static [&'static str] {
     BUILTINS
 }
 
-fn builtin_source(name: &str) -> Option<&'static str> {
+pub(crate) fn builtin_source(name: &str) -> Option<&'static str> {
     match name {
         "default" => Some(include_str!("../../../profiles/default.toml")),
         "python" => Some(include_str!("../../../profiles/python.toml")),
@@ -697,15 +698,58 @@ fn default_name(origin: &str) -> String {
     name
 }
 
+/// Reads a profile file: at most 1 MiB of UTF-8.
+pub(crate) fn read_profile_file(path: &Path) -> Result<String, LoadError> {
+    let read_error = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            LoadError::NotFound {
+                path: path.to_owned(),
+            }
+        } else {
+            LoadError::Read {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_FILE_SIZE,
+        });
+    }
+    let src = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+        path: path.to_owned(),
+    })?;
+    Ok(src)
+}
+
 impl Profile {
     /// Parses and validates a profile from TOML source. `origin` names the
     /// source in errors and in the default name: a file path, or
     /// `builtin:NAME`.
+    ///
+    /// `extends` is followed (a built-in name, or a file relative to
+    /// `origin`'s directory); see [`Origins`] for where each value came from.
     pub fn from_toml(src: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let wire: WireProfile =
-            toml::from_str(src).map_err(|e| ProfileError::from_toml(origin, src, &e))?;
+        Self::from_toml_with_origins(src, origin).map(|(p, _)| p)
+    }
+
+    /// [`Profile::from_toml`], also returning where each value came from.
+    pub fn from_toml_with_origins(
+        src: &str,
+        origin: &str,
+    ) -> Result<(Profile, Origins), ProfileError> {
+        let resolved = crate::extends::resolve(src, origin, builtin_source, read_profile_file)?;
         let builtin = builtin_seccomp()?;
-        Self::validate(wire, origin, builtin).map_err(|e| ProfileError::from_field(origin, src, e))
+        let profile = Self::validate(resolved.wire, origin, builtin)
+            .map_err(|e| resolved.origins.error(e))?;
+        Ok((profile, resolved.origins))
     }
 
     /// The one validation pass: wire values to a `Profile`, or the first
@@ -757,48 +801,35 @@ impl Profile {
 
     /// A built-in profile by name (see [`builtin_names`]).
     pub fn builtin(name: &str) -> Result<Profile, LoadError> {
+        Self::builtin_with_origins(name).map(|(p, _)| p)
+    }
+
+    fn builtin_with_origins(name: &str) -> Result<(Profile, Origins), LoadError> {
         let src = builtin_source(name).ok_or_else(|| LoadError::UnknownBuiltin {
             name: name.to_owned(),
             known: BUILTINS,
         })?;
-        Ok(Self::from_toml(src, &format!("builtin:{name}"))?)
+        Ok(Self::from_toml_with_origins(
+            src,
+            &format!("builtin:{name}"),
+        )?)
     }
 
     /// A built-in profile name, or a path to a profile file: a value that
     /// contains `/` or ends in `.toml` is a path. Files over 1 MiB are
     /// refused.
     pub fn load(name_or_path: &str) -> Result<Profile, LoadError> {
+        Self::load_with_origins(name_or_path).map(|(p, _)| p)
+    }
+
+    /// [`Profile::load`], also returning where each value came from (for
+    /// `airlock profile show`).
+    pub fn load_with_origins(name_or_path: &str) -> Result<(Profile, Origins), LoadError> {
         if !(name_or_path.contains('/') || name_or_path.ends_with(".toml")) {
-            return Self::builtin(name_or_path);
+            return Self::builtin_with_origins(name_or_path);
         }
-        let path = Path::new(name_or_path);
-        let read_error = |source: std::io::Error| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                LoadError::NotFound {
-                    path: path.to_owned(),
-                }
-            } else {
-                LoadError::Read {
-                    path: path.to_owned(),
-                    source,
-                }
-            }
-        };
-        let file = std::fs::File::open(path).map_err(read_error)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(read_error)?;
-        if bytes.len() as u64 > MAX_FILE_SIZE {
-            return Err(LoadError::TooLarge {
-                path: path.to_owned(),
-                limit: MAX_FILE_SIZE,
-            });
-        }
-        let src = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
-            path: path.to_owned(),
-        })?;
-        Ok(Self::from_toml(&src, name_or_path)?)
+        let src = read_profile_file(Path::new(name_or_path))?;
+        Ok(Self::from_toml_with_origins(&src, name_or_path)?)
     }
 
     /// This profile with command-line values applied, each checked as in a
@@ -892,6 +923,51 @@ impl Profile {
             },
         };
         out.push_str(&toml::to_string(&seccomp).map_err(render_error)?);
+        Ok(out)
+    }
+
+    /// [`Profile::to_toml_string`] with where each value came from: a
+    /// header naming the `extends` chain, and a `# from ORIGIN` comment at
+    /// the end of every `key = value` line (ORIGIN: the file or
+    /// `builtin:NAME` that set it, several joined by `+` for a list that was
+    /// appended to, or `default` for airlock's default). The result still
+    /// reads back through [`Profile::from_toml`].
+    pub fn to_toml_string_with_origins(&self, origins: &Origins) -> Result<String, RenderError> {
+        let plain = self.to_toml_string()?;
+        let mut out = format!(
+            "# Resolved from {} (each profile extends the next).\n# `# from X`: the profile that set the value; `default`: airlock's default.\n\n",
+            origins.chain().join(" -> ")
+        );
+        let mut table = FieldPath::root();
+        let mut arrays: BTreeMap<String, usize> = BTreeMap::new();
+        let mut in_multiline = false;
+        for line in plain.lines() {
+            out.push_str(line);
+            let quotes = line.matches("\"\"\"").count() + line.matches("'''").count();
+            let was_multiline = in_multiline;
+            if quotes % 2 == 1 {
+                in_multiline = !in_multiline;
+            }
+            if was_multiline || in_multiline {
+                out.push('\n');
+                continue;
+            }
+            if let Some(header) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+                let n = arrays.entry(header.to_owned()).or_insert(0);
+                table = FieldPath::parse(header).map_or_else(FieldPath::root, |p| p.index(*n));
+                *n += 1;
+            } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = FieldPath::parse(header).unwrap_or_default();
+            } else if let Some((key, _)) = line.split_once(" = ").filter(|_| !line.starts_with('#'))
+            {
+                if let Some(key) = FieldPath::parse(key) {
+                    let path = table.clone().join(key.segs());
+                    out.push_str("  # from ");
+                    out.push_str(&origins.of(&path.to_string()).join(" + "));
+                }
+            }
+            out.push('\n');
+        }
         Ok(out)
     }
 

@@ -27,6 +27,16 @@ use crate::size::ByteSize;
 #[serde(deny_unknown_fields, default)]
 #[schemars(title = "airlock profile")]
 pub(crate) struct WireProfile {
+    /// Start from another profile and change only what this file names: a
+    /// built-in name ("default", "python") or a path to a .toml file,
+    /// relative to this file's directory. Tables merge key by key, other
+    /// values (lists included) replace the parent's; a key with a `+`
+    /// suffix (`"ro+" = [...]`, quoted in TOML) appends to the parent's
+    /// list instead. `name` is not inherited. At most 8 profiles in a
+    /// chain. Default: none (start from airlock's defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub(crate) extends: Option<String>,
     /// Name shown in logs and audit events: 1 to 64 letters, digits, '.',
     /// '_' or '-', starting with a letter or digit. Default: the file name
     /// without `.toml`.
@@ -99,6 +109,12 @@ pub(crate) struct WireFilesystem {
     pub(crate) workspace_size: ByteSize,
     /// Mount point of the workspace inside the sandbox. Default: "/workspace".
     pub(crate) workspace: AbsPath,
+    /// Appended to `ro` (the parent's, or the default).
+    #[serde(rename = "ro+")]
+    pub(crate) ro_append: Vec<AbsPath>,
+    /// Appended to `ro_optional` (the parent's, or the default).
+    #[serde(rename = "ro_optional+")]
+    pub(crate) ro_optional_append: Vec<AbsPath>,
 }
 
 impl Default for WireFilesystem {
@@ -113,6 +129,8 @@ impl Default for WireFilesystem {
             home_size: ByteSize::mib(64),
             workspace_size: ByteSize::mib(256),
             workspace: AbsPath::known("/workspace"),
+            ro_append: Vec::new(),
+            ro_optional_append: Vec::new(),
         }
     }
 }
@@ -239,6 +257,18 @@ pub(crate) struct WireNetwork {
     pub(crate) ask_timeout: HumanDuration,
     /// Longest time-box of a grant, 1s to 24h. Default: "1h".
     pub(crate) max_grant_ttl: HumanDuration,
+    /// Appended to `allow` (the parent's, or none).
+    #[serde(rename = "allow+")]
+    pub(crate) allow_append: Vec<String>,
+    /// Appended to `deny` (the parent's, or none).
+    #[serde(rename = "deny+")]
+    pub(crate) deny_append: Vec<String>,
+    /// Appended to `allow_cidr` (the parent's, or none).
+    #[serde(rename = "allow_cidr+")]
+    pub(crate) allow_cidr_append: Vec<String>,
+    /// Appended to `mock` (the parent's, or none).
+    #[serde(rename = "mock+")]
+    pub(crate) mock_append: Vec<WireMock>,
 }
 
 impl Default for WireNetwork {
@@ -257,6 +287,10 @@ impl Default for WireNetwork {
             on_deny: crate::network::OnDeny::Deny,
             ask_timeout: HumanDuration(Duration::from_secs(60)),
             max_grant_ttl: HumanDuration(Duration::from_secs(3600)),
+            allow_append: Vec::new(),
+            deny_append: Vec::new(),
+            allow_cidr_append: Vec::new(),
+            mock_append: Vec::new(),
         }
     }
 }
@@ -328,7 +362,23 @@ pub(crate) struct WireSeccomp {
     /// built-in list says so), "kill" kills the process instead of EPERM.
     /// Default: "errno".
     pub(crate) on_deny: OnDeny,
+    /// Appended to `extra_deny` (the parent's, or none).
+    #[serde(rename = "extra_deny+")]
+    pub(crate) extra_deny_append: Vec<WireExtraDeny>,
 }
+
+/// Lists that a `KEY+` key may append to, as (table, key), with the
+/// default each starts from when no profile of the chain sets it.
+pub(crate) const APPENDABLE: &[(&str, &str, &[&str])] = &[
+    ("filesystem", "ro", DEFAULT_RO),
+    ("filesystem", "ro_optional", DEFAULT_RO_OPTIONAL),
+    ("network", "allow", &[]),
+    ("network", "deny", &[]),
+    ("network", "allow_cidr", &[]),
+    ("network", "mock", &[]),
+    ("seccomp", "extra_deny", &[]),
+    ("canaries", "extra", &[]),
+];
 
 /// One extra denied syscall.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

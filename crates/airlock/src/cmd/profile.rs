@@ -7,7 +7,9 @@ use airlock_policy::{LoadError, Profile};
 /// Profile commands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Print a resolved profile (built-in name or file) as TOML.
+    /// Print a resolved profile (built-in name or file) as TOML, each value
+    /// with a `# from FILE` comment naming the profile of the `extends`
+    /// chain that set it (`default`: airlock's default).
     Show {
         /// Built-in name or path.
         name: String,
@@ -29,7 +31,12 @@ pub(crate) enum Command {
 /// Load a profile, rendering a validation error as a diagnostic with the
 /// offending line.
 pub(crate) fn load(name: &str) -> anyhow::Result<Profile> {
-    match Profile::load(name) {
+    load_with_origins(name).map(|(p, _)| p)
+}
+
+/// [`load`], also returning where each value came from.
+fn load_with_origins(name: &str) -> anyhow::Result<(Profile, airlock_policy::Origins)> {
+    match Profile::load_with_origins(name) {
         Ok(p) => Ok(p),
         Err(LoadError::Invalid(e)) => {
             if let Some(span) = e.source_span() {
@@ -52,11 +59,11 @@ pub(crate) fn load(name: &str) -> anyhow::Result<Profile> {
 pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Show { name, json } => {
-            let p = load(&name)?;
+            let (p, origins) = load_with_origins(&name)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
-                print!("{}", p.to_toml_string()?);
+                print!("{}", p.to_toml_string_with_origins(&origins)?);
             }
         }
         Command::Check { file } => {

@@ -272,6 +272,71 @@ fn summarize_network(net: &airlock_runtime::NetworkReport) {
     }
 }
 
+/// Interpreters whose first argument that is not an option names a script.
+const INTERPRETERS: &[&str] = &[
+    "python", "python2", "python3", "sh", "bash", "dash", "zsh", "ksh", "node", "perl", "ruby",
+    "php", "lua", "Rscript",
+];
+
+/// Interpreter options after which the code is inline (no script file).
+const INLINE_CODE: &[&str] = &["-c", "-m", "-e", "-E", "-p", "-r", "--eval", "--print"];
+
+fn is_interpreter(argv0: &str) -> bool {
+    let base = argv0.rsplit('/').next().unwrap_or(argv0);
+    INTERPRETERS.contains(&base)
+        || base
+            .strip_prefix("python")
+            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
+/// The hint for a command that names a file of the caller's directory that
+/// the sandbox does not have: no workspace was given, and either argv[0] is
+/// a relative path (`./tool.sh`) that could not be executed (exit 126/127),
+/// or an interpreter's script argument (`python3 big.py`) made the command
+/// fail; and that file exists on the host relative to `cwd`. Only the
+/// caller's own view of its directory is looked at, after the run; nothing
+/// reaches the sandbox.
+fn missing_file_hint(
+    argv: &[String],
+    reason: &airlock_runtime::ExitReason,
+    workspace_given: bool,
+    cwd: &std::path::Path,
+) -> Option<String> {
+    use airlock_runtime::ExitReason;
+    if workspace_given {
+        return None;
+    }
+    let on_host = |name: &str| {
+        let path = std::path::Path::new(name);
+        !name.is_empty()
+            && path.is_relative()
+            && !path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            && cwd.join(path).is_file()
+    };
+    let argv0 = argv.first()?;
+    let not_run = matches!(
+        reason,
+        ExitReason::ExecFailed { .. } | ExitReason::Exit { code: 126 | 127 }
+    );
+    let failed = matches!(reason, ExitReason::Exit { code } if *code != 0);
+    let name = if argv0.contains('/') && !argv0.starts_with('/') {
+        (not_run && on_host(argv0)).then_some(argv0)
+    } else if failed && is_interpreter(argv0) {
+        argv[1..]
+            .iter()
+            .take_while(|a| !INLINE_CODE.contains(&a.as_str()))
+            .find(|a| !a.starts_with('-'))
+            .filter(|a| on_host(a))
+    } else {
+        None
+    }?;
+    Some(format!(
+        "airlock: `{name}` is not in the sandbox: pass `--workspace .` (or `-w DIR`) to bind your directory"
+    ))
+}
+
 fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     items
         .iter()
@@ -351,6 +416,13 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             std::io::Error::from_raw_os_error(errno)
         );
     }
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Some(hint) =
+            missing_file_hint(&req.argv, &report.reason, req.workspace.is_some(), &cwd)
+        {
+            eprintln!("{hint}");
+        }
+    }
     if !args.json {
         for l in &report.limits_hit {
             tracing::warn!(limit = ?l, "limit reached");
@@ -380,4 +452,110 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_CANARY));
     }
     Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_runtime::ExitReason;
+
+    fn hint(
+        argv: &[&str],
+        reason: ExitReason,
+        workspace: bool,
+        cwd: &std::path::Path,
+    ) -> Option<String> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        missing_file_hint(&argv, &reason, workspace, cwd)
+    }
+
+    #[test]
+    fn hint_only_for_a_local_file_the_sandbox_lacks() {
+        let dir = std::env::temp_dir().join(format!("airlock-hint-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("tool.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::write(dir.join("big.py"), "print(1)\n").unwrap();
+        std::fs::write(dir.join("sub/x.py"), "").unwrap();
+        let d = &dir;
+        let enoent = ExitReason::ExecFailed { errno: 2 };
+        let h = hint(&["./tool.sh"], enoent, false, d).unwrap();
+        assert_eq!(h, "airlock: `./tool.sh` is not in the sandbox: pass `--workspace .` (or `-w DIR`) to bind your directory");
+        assert!(hint(&["./tool.sh"], ExitReason::Exit { code: 127 }, false, d).is_some());
+        assert!(hint(
+            &["python3", "big.py"],
+            ExitReason::Exit { code: 2 },
+            false,
+            d
+        )
+        .unwrap()
+        .contains("`big.py`"));
+        assert!(hint(
+            &["python3.11", "-u", "sub/x.py", "a"],
+            ExitReason::Exit { code: 2 },
+            false,
+            d
+        )
+        .unwrap()
+        .contains("`sub/x.py`"));
+        assert!(hint(
+            &["/usr/bin/bash", "-x", "tool.sh"],
+            ExitReason::Exit { code: 127 },
+            false,
+            d
+        )
+        .is_some());
+        // Not: a workspace was given; the run succeeded; the file is not on
+        // the host; the code is inline; absolute or upward paths; not an
+        // interpreter; argv[0] ran but failed for its own reasons.
+        assert!(hint(&["./tool.sh"], enoent, true, d).is_none());
+        assert!(hint(
+            &["python3", "big.py"],
+            ExitReason::Exit { code: 0 },
+            false,
+            d
+        )
+        .is_none());
+        assert!(hint(
+            &["python3", "nope.py"],
+            ExitReason::Exit { code: 2 },
+            false,
+            d
+        )
+        .is_none());
+        assert!(hint(
+            &["python3", "-c", "big.py"],
+            ExitReason::Exit { code: 1 },
+            false,
+            d
+        )
+        .is_none());
+        assert!(hint(
+            &["sh", "-c", "./tool.sh"],
+            ExitReason::Exit { code: 127 },
+            false,
+            d
+        )
+        .is_none());
+        assert!(hint(
+            &["python3", "../big.py"],
+            ExitReason::Exit { code: 2 },
+            false,
+            &d.join("sub")
+        )
+        .is_none());
+        let abs = d.join("big.py");
+        assert!(hint(
+            &["python3", abs.to_str().unwrap()],
+            ExitReason::Exit { code: 2 },
+            false,
+            d
+        )
+        .is_none());
+        assert!(hint(&["cat", "big.py"], ExitReason::Exit { code: 1 }, false, d).is_none());
+        assert!(hint(&["./tool.sh"], ExitReason::Exit { code: 1 }, false, d).is_none());
+        assert!(hint(&["./tool.sh"], ExitReason::Timeout, false, d).is_none());
+        assert!(hint(&["./nope.sh"], enoent, false, d).is_none());
+        assert!(hint(&["tool.sh"], enoent, false, d).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

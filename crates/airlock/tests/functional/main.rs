@@ -8,5 +8,6 @@ mod eval;
 mod evidence;
 mod lifecycle;
 mod limits;
+mod readme;
 mod run;
 mod terminal;
