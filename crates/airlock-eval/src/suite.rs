@@ -2145,7 +2145,10 @@ scenarios:
             "{e}"
         );
         let e = with("      limits:\n        memory: 64K\n");
-        assert!(e.contains("limits.memory") && e.contains("below the minimum of 1M"), "{e}");
+        assert!(
+            e.contains("limits.memory") && e.contains("below the minimum of 1M"),
+            "{e}"
+        );
         let e = with("      limits:\n        swap: 1G\n");
         assert!(e.contains("unknown field `swap`"), "{e}");
     }

@@ -29,7 +29,9 @@ pub enum ParseDurationError {
     #[error("invalid duration {0:?}: expected numbers with units ms, s, m, h or d, e.g. \"30s\", \"5m\" or \"1m30s\"")]
     Invalid(String),
     /// A number without a unit.
-    #[error("invalid duration {0:?}: a unit is required: ms, s, m, h or d (e.g. \"{0}s\" or \"{0}m\")")]
+    #[error(
+        "invalid duration {0:?}: a unit is required: ms, s, m, h or d (e.g. \"{0}s\" or \"{0}m\")"
+    )]
     NoUnit(String),
     /// A minus sign.
     #[error("invalid duration {0:?}: must not be negative")]

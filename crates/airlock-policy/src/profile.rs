@@ -200,7 +200,7 @@ fn check_nonzero_size(size: ByteSize) -> Result<ByteSize, String> {
 
 /// Smallest memory limit: below it nothing starts (the payload's own
 /// program text alone is larger), so a smaller value is a typo for a unit.
-pub const MIN_MEMORY: ByteSize = ByteSize::mib(1);
+pub(crate) const MIN_MEMORY: ByteSize = ByteSize::mib(1);
 
 fn check_memory(memory: Option<ByteSize>) -> Result<Option<ByteSize>, String> {
     match memory {
@@ -1106,15 +1106,55 @@ mod tests {
             err,
             "bad.toml:2:10: limits.memory: invalid size \"512\": a unit is required: B, K, M, G or T (e.g. \"512M\" or \"512B\")"
         );
-        assert_bad("[limits]\nmemory = \"512\"\n", 2, "limits.memory", "a unit is required");
-        assert_bad("[limits]\ntimeout = 5\n", 2, "limits.timeout", "a unit is required: ms, s, m, h or d");
-        assert_bad("[limits]\ntimeout = \"5\"\n", 2, "limits.timeout", "a unit is required");
-        assert_bad("[filesystem]\ntmp_size = 64\n", 2, "filesystem.tmp_size", "a unit is required");
-        assert_bad("[network]\nmax_bytes_out = 1000\n", 2, "network.max_bytes_out", "a unit is required");
-        assert_bad("[network]\nask_timeout = 60\n", 2, "network.ask_timeout", "a unit is required");
+        assert_bad(
+            "[limits]\nmemory = \"512\"\n",
+            2,
+            "limits.memory",
+            "a unit is required",
+        );
+        assert_bad(
+            "[limits]\ntimeout = 5\n",
+            2,
+            "limits.timeout",
+            "a unit is required: ms, s, m, h or d",
+        );
+        assert_bad(
+            "[limits]\ntimeout = \"5\"\n",
+            2,
+            "limits.timeout",
+            "a unit is required",
+        );
+        assert_bad(
+            "[filesystem]\ntmp_size = 64\n",
+            2,
+            "filesystem.tmp_size",
+            "a unit is required",
+        );
+        assert_bad(
+            "[network]\nmax_bytes_out = 1000\n",
+            2,
+            "network.max_bytes_out",
+            "a unit is required",
+        );
+        assert_bad(
+            "[network]\nask_timeout = 60\n",
+            2,
+            "network.ask_timeout",
+            "a unit is required",
+        );
         // Memory below 1 MiB cannot run anything.
-        assert_bad("[limits]\nmemory = \"512K\"\n", 2, "limits.memory", "512K is below the minimum of 1M");
-        assert_bad("[limits]\nmemory = \"512B\"\n", 2, "limits.memory", "below the minimum");
+        assert_bad(
+            "[limits]\nmemory = \"512K\"\n",
+            2,
+            "limits.memory",
+            "512K is below the minimum of 1M",
+        );
+        assert_bad(
+            "[limits]\nmemory = \"512B\"\n",
+            2,
+            "limits.memory",
+            "below the minimum",
+        );
         assert!(Profile::from_toml("[limits]\nmemory = \"1M\"\n", "ok.toml").is_ok());
         assert_bad(
             "[limits]\nfsize = \"-1G\"\n",
@@ -1128,7 +1168,12 @@ mod tests {
             "limits.output",
             "greater than 0",
         );
-        assert_bad("[limits]\nmemory = \"0M\"\n", 2, "limits.memory", "unlimited");
+        assert_bad(
+            "[limits]\nmemory = \"0M\"\n",
+            2,
+            "limits.memory",
+            "unlimited",
+        );
         assert_bad(
             "[limits]\ntimeout = \"5x\"\n",
             2,
