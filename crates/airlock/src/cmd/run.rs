@@ -260,7 +260,7 @@ fn summarize_limits(req: &RunRequest, report: &airlock_runtime::RunReport) {
                 HumanDuration(limits.timeout)
             ),
             LimitHit::Output => eprintln!(
-                "airlock: output cap ({}) reached: dropped {} bytes of stdout and {} bytes of stderr",
+                "airlock: output cap reached ({}): dropped {} bytes of stdout and {} bytes of stderr",
                 human_size(limits.output),
                 report.stdout.dropped,
                 report.stderr.dropped

@@ -9,3 +9,4 @@ mod evidence;
 mod lifecycle;
 mod limits;
 mod run;
+mod usage;
