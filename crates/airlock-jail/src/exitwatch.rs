@@ -130,8 +130,9 @@ pub(crate) enum Notice {
     Nothing,
 }
 
-/// Answer one pending notification, after reading what it is about.
-pub(crate) fn serve_one(listener: &OwnedFd) -> Notice {
+/// Answer one pending notification, after reading what it is about (the
+/// peak address space of an exiting process only when `want_vm_peak`).
+pub(crate) fn serve_one(listener: &OwnedFd, want_vm_peak: bool) -> Notice {
     // SAFETY: seccomp_notif is plain data; all-zero is what RECV expects.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: `notif` is a live, zeroed seccomp_notif that RECV fills.
@@ -154,8 +155,9 @@ pub(crate) fn serve_one(listener: &OwnedFd) -> Notice {
             fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .ok()
                 .map(|rd| rd.count()),
-            vm_peak: std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
+            vm_peak: want_vm_peak
+                .then(|| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+                .flatten()
                 .and_then(|s| vm_peak(&s)),
         }
     } else {

@@ -345,7 +345,7 @@ fn reap_until(
         drop(fds);
         if listener_ready {
             if let Some(l) = listener {
-                match crate::exitwatch::serve_one(l) {
+                match crate::exitwatch::serve_one(l, as_limit.is_some()) {
                     crate::exitwatch::Notice::Exit { fds, vm_peak } => {
                         nofile_hit |= fds.is_some_and(|n| n as u64 >= nofile);
                         if let (Some(peak), Some(limit)) = (vm_peak, as_limit) {
