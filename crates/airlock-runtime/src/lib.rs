@@ -744,6 +744,14 @@ mod event_kind_tests {
                     continue;
                 };
                 let kind = &rest[..rest.find('"').unwrap()];
+                // (This test's own `"record("` is not a kind.)
+                if kind.is_empty()
+                    || !kind
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b"._".contains(&b))
+                {
+                    continue;
+                }
                 seen += 1;
                 assert!(
                     super::EVENT_KINDS.contains(&kind),
