@@ -361,12 +361,32 @@ struct WireEnvironment {
     limits: WireLimits,
 }
 
+/// A size or duration as written: a YAML number (`memory: 512`) is kept as
+/// its text, so that it is refused for its missing unit, naming the forms
+/// that work, instead of for its type.
+fn scalar_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|s| match s {
+        Scalar::Text(t) => t,
+        Scalar::Int(n) => n.to_string(),
+        Scalar::Float(x) => x.to_string(),
+    }))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireLimits {
+    #[serde(default, deserialize_with = "scalar_text")]
     memory: Option<String>,
     pids: Option<u32>,
     cpus: Option<f64>,
+    #[serde(default, deserialize_with = "scalar_text")]
     timeout: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -2112,6 +2132,23 @@ scenarios:
         );
         let e = with("      limits:\n        timeout: 2h\n");
         assert!(e.contains("limits.timeout") && e.contains("outside"), "{e}");
+        // Sizes and durations take a unit.
+        let e = with("      limits:\n        memory: 512\n");
+        assert!(
+            e.starts_with("suites/t.yaml:31:9: scenarios[1].environment.limits.memory: ")
+                && e.contains("a unit is required: B, K, M, G or T"),
+            "{e}"
+        );
+        let e = with("      limits:\n        timeout: 5\n");
+        assert!(
+            e.contains("limits.timeout") && e.contains("a unit is required: ms, s, m, h or d"),
+            "{e}"
+        );
+        let e = with("      limits:\n        memory: 64K\n");
+        assert!(
+            e.contains("limits.memory") && e.contains("below the minimum of 1M"),
+            "{e}"
+        );
         let e = with("      limits:\n        swap: 1G\n");
         assert!(e.contains("unknown field `swap`"), "{e}");
     }

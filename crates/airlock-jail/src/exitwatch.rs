@@ -7,7 +7,11 @@
 //!   RLIMIT_NOFILE allows has hit the fd limit; init reports that as the
 //!   `nofile` limit. The kernel records no EMFILE event, and once a process
 //!   is a zombie its fd table is gone, so this is the one place where the
-//!   fact is visible.
+//!   fact is visible. With the RLIMIT_AS fallback for memory (no memory
+//!   cgroup), init also reads the process's peak address space (VmPeak in
+//!   `/proc/PID/status`): the kernel answers an allocation past RLIMIT_AS
+//!   with ENOMEM, not a signal, so a peak near the limit at exit is the
+//!   evidence that the limit was reached (see [`near_limit`]).
 //! * exec: the calling process is stopped at the syscall's entry; init
 //!   reads the path and argv from its memory (`/proc/PID/mem`), its parent
 //!   from `/proc/PID/stat`, and for `execveat(fd, "", AT_EMPTY_PATH)` (an
@@ -113,16 +117,22 @@ pub(crate) fn install(exec: bool) -> Result<OwnedFd, i32> {
 /// What one notification said.
 #[derive(Debug)]
 pub(crate) enum Notice {
-    /// A process is exiting with this many open fds (when readable).
-    Exit(Option<usize>),
+    /// A process is exiting.
+    Exit {
+        /// Its open fds (when readable).
+        fds: Option<usize>,
+        /// Its peak address space in bytes (VmPeak, when readable).
+        vm_peak: Option<u64>,
+    },
     /// A process is executing a program.
     Exec(JailEvent),
     /// Nothing usable (the process died meanwhile, or EINTR).
     Nothing,
 }
 
-/// Answer one pending notification, after reading what it is about.
-pub(crate) fn serve_one(listener: &OwnedFd) -> Notice {
+/// Answer one pending notification, after reading what it is about (the
+/// peak address space of an exiting process only when `want_vm_peak`).
+pub(crate) fn serve_one(listener: &OwnedFd, want_vm_peak: bool) -> Notice {
     // SAFETY: seccomp_notif is plain data; all-zero is what RECV expects.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: `notif` is a live, zeroed seccomp_notif that RECV fills.
@@ -139,12 +149,17 @@ pub(crate) fn serve_one(listener: &OwnedFd) -> Notice {
     let pid = notif.pid as i32;
     let nr = i64::from(notif.data.nr);
     let notice = if nr == libc::SYS_exit_group {
-        // The process is stopped in exit_group: its fd table is intact.
-        Notice::Exit(
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
+        // The process is stopped in exit_group: its fd table and its
+        // memory map are intact.
+        Notice::Exit {
+            fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .ok()
                 .map(|rd| rd.count()),
-        )
+            vm_peak: want_vm_peak
+                .then(|| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+                .flatten()
+                .and_then(|s| vm_peak(&s)),
+        }
     } else {
         Notice::Exec(read_exec(pid, nr, &notif.data.args))
     };
@@ -178,6 +193,30 @@ pub(crate) fn serve_one(listener: &OwnedFd) -> Notice {
     } else {
         Notice::Nothing
     }
+}
+
+/// VmPeak of a `/proc/PID/status` text, in bytes.
+fn vm_peak(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmPeak:"))?;
+    let kib: u64 = line["VmPeak:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Whether a peak address space of `peak` bytes means the process reached
+/// an RLIMIT_AS of `limit` bytes: within an eighth of it (at least 1 MiB).
+/// An allocation that fails leaves the peak below the limit by at most the
+/// size of that allocation, so a program that grows in steps (a list of
+/// strings, a growing buffer, a process that maps more and more) ends here;
+/// one single allocation larger than what is left does not, and a program
+/// that stays this close to the limit without failing is counted too.
+pub(crate) fn near_limit(peak: u64, limit: u64) -> bool {
+    let margin = (limit / 8).max(1 << 20);
+    peak.saturating_add(margin) >= limit
 }
 
 /// Reads a NUL-terminated string at `addr` in the stopped process, in
@@ -311,5 +350,30 @@ fn read_exec(pid: i32, nr: i64, args: &[u64; 6]) -> JailEvent {
         argv,
         truncated,
         exists,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_peak() {
+        let status = "Name:\tpython3\nVmPeak:\t   65400 kB\nVmSize:\t   1000 kB\n";
+        assert_eq!(vm_peak(status), Some(65400 * 1024));
+        assert_eq!(vm_peak("Name:\tx\n"), None);
+        assert_eq!(vm_peak("VmPeak:\tlots kB\n"), None);
+    }
+
+    #[test]
+    fn near_limit_is_within_an_eighth() {
+        let mib = 1u64 << 20;
+        assert!(near_limit(63 * mib, 64 * mib));
+        assert!(near_limit(56 * mib, 64 * mib));
+        assert!(!near_limit(55 * mib, 64 * mib));
+        assert!(!near_limit(20 * mib, 64 * mib));
+        // At least 1 MiB of margin for a small limit.
+        assert!(near_limit(2 * mib + 1, 3 * mib));
+        assert!(near_limit(u64::MAX, 64 * mib));
     }
 }

@@ -170,7 +170,13 @@ pub(crate) fn main() -> ! {
     let _ = sys::set_non_dumpable();
     let _ = crate::caps::drop_all();
 
-    let (status, nofile) = reap_until(payload, &set, listener.as_ref(), spec.rlimits.nofile);
+    let (status, nofile, memory) = reap_until(
+        payload,
+        &set,
+        listener.as_ref(),
+        spec.rlimits.nofile,
+        cfg.fallback.memory,
+    );
     if !spec.copy_out.is_empty() {
         // Nothing of the sandbox may run while its files are handed out.
         kill_the_rest();
@@ -190,6 +196,7 @@ pub(crate) fn main() -> ! {
         status,
         full,
         nofile,
+        memory,
     });
     sys::exit_now(0);
 }
@@ -350,14 +357,16 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
 }
 
 /// Reap every child, forward signals to the payload, and answer exit-watch
-/// notifications. Returns the payload's raw wait status and whether any
-/// process exited holding RLIMIT_NOFILE fds.
+/// notifications. Returns the payload's raw wait status, whether any
+/// process exited holding RLIMIT_NOFILE fds, and whether any exited with
+/// its peak address space near the RLIMIT_AS memory fallback `as_limit`.
 fn reap_until(
     payload: libc::pid_t,
     set: &libc::sigset_t,
     listener: Option<&OwnedFd>,
     nofile: u64,
-) -> (i32, bool) {
+    as_limit: Option<u64>,
+) -> (i32, bool, bool) {
     // SAFETY: `set` is initialised and blocked in this thread; -1 asks for a new fd.
     let sfd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     if sfd < 0 {
@@ -366,6 +375,7 @@ fn reap_until(
     // SAFETY: signalfd returned a fresh fd that we now own.
     let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
     let mut nofile_hit = false;
+    let mut memory_hit = false;
     loop {
         let mut fds = vec![PollFd::new(&sfd, PollFlags::IN)];
         if let Some(l) = listener {
@@ -378,9 +388,12 @@ fn reap_until(
         drop(fds);
         if listener_ready {
             if let Some(l) = listener {
-                match crate::exitwatch::serve_one(l) {
-                    crate::exitwatch::Notice::Exit(Some(count)) => {
-                        nofile_hit |= count as u64 >= nofile
+                match crate::exitwatch::serve_one(l, as_limit.is_some()) {
+                    crate::exitwatch::Notice::Exit { fds, vm_peak } => {
+                        nofile_hit |= fds.is_some_and(|n| n as u64 >= nofile);
+                        if let (Some(peak), Some(limit)) = (vm_peak, as_limit) {
+                            memory_hit |= crate::exitwatch::near_limit(peak, limit);
+                        }
                     }
                     crate::exitwatch::Notice::Exec(event) => send(&Report::Event { event }),
                     _ => {}
@@ -396,7 +409,9 @@ fn reap_until(
             }
             loop {
                 match sys::wait4(-1, libc::WNOHANG) {
-                    Ok(Some((pid, status, _))) if pid == payload => return (status, nofile_hit),
+                    Ok(Some((pid, status, _))) if pid == payload => {
+                        return (status, nofile_hit, memory_hit)
+                    }
                     Ok(Some(_)) => continue,
                     Ok(None) | Err(_) => break,
                 }

@@ -112,5 +112,8 @@ pub(crate) enum Report {
         full: Vec<String>,
         /// A process exited holding as many fds as RLIMIT_NOFILE allows.
         nofile: bool,
+        /// With the RLIMIT_AS memory fallback: a process exited with its
+        /// peak address space near the limit.
+        memory: bool,
     },
 }

@@ -77,7 +77,9 @@ pub enum Notice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitHit {
-    /// cgroup memory limit (OOM kill).
+    /// The memory limit: a cgroup OOM kill; or, with the RLIMIT_AS
+    /// fallback (no memory cgroup), a process that exited with its peak
+    /// address space within an eighth of the limit (allocations failed).
     Memory,
     /// cgroup pids limit: a fork failed.
     Pids,

@@ -1099,7 +1099,7 @@ pub fn run(
     let mut landlock: Option<LandlockReport> = None;
     let mut setup_error: Option<String> = None;
     let mut exec_error: Option<i32> = None;
-    let mut payload_exit: Option<(i32, Vec<String>, bool)> = None;
+    let mut payload_exit: Option<(i32, Vec<String>, bool, bool)> = None;
     let mut timed_out = false;
     let mut killed = false;
     let mut init_done: Option<(i32, libc::rusage)> = None;
@@ -1281,8 +1281,9 @@ pub fn run(
                                         status,
                                         full,
                                         nofile,
+                                        memory,
                                     }) => {
-                                        payload_exit = Some((status, full, nofile));
+                                        payload_exit = Some((status, full, nofile, memory));
                                     }
                                     Ok(Report::Listeners { .. }) => {
                                         setup_error =
@@ -1378,10 +1379,14 @@ pub fn run(
         ExitReason::Interrupted
     } else if let Some(errno) = exec_error {
         ExitReason::ExecFailed { errno }
-    } else if let Some((status, full, nofile)) = payload_exit {
+    } else if let Some((status, full, nofile, memory)) = payload_exit {
         full_mounts = full;
         if nofile {
             limits.push(LimitHit::Nofile);
+        }
+        if memory {
+            // RLIMIT_AS fallback: allocations failed (ENOMEM), no kill.
+            limits.push(LimitHit::Memory);
         }
         match decode_status(status) {
             ExitReason::Signal { signal } if signal == libc::SIGKILL && stats.oom_killed => {

@@ -13,8 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// The string form is one or more `<integer><unit>` parts, largest first or
 /// in any order, summed: `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1m30s"`,
-/// `"2d"`. Units: `ns`, `us`, `ms`, `s`, `m`, `h`, `d`. A bare integer (in
-/// TOML, or as a string) is a number of seconds.
+/// `"2d"`. Units: `ns`, `us`, `ms`, `s`, `m`, `h`, `d`. The unit is
+/// required: a bare number (`5`, as a string or a TOML/YAML integer) is
+/// refused rather than guessed to be seconds.
 ///
 /// Displays compactly as parts from days down to nanoseconds (`"1m30s"`,
 /// `"500ms"`, `"0s"`), which parse back to the same value.
@@ -27,6 +28,11 @@ pub enum ParseDurationError {
     /// Not a sequence of numbers with units.
     #[error("invalid duration {0:?}: expected numbers with units ms, s, m, h or d, e.g. \"30s\", \"5m\" or \"1m30s\"")]
     Invalid(String),
+    /// A number without a unit.
+    #[error(
+        "invalid duration {0:?}: a unit is required: ms, s, m, h or d (e.g. \"{0}s\" or \"{0}m\")"
+    )]
+    NoUnit(String),
     /// A minus sign.
     #[error("invalid duration {0:?}: must not be negative")]
     Negative(String),
@@ -66,8 +72,7 @@ impl FromStr for HumanDuration {
             return Err(invalid());
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
-            let secs: u64 = s.parse().map_err(|_| too_large())?;
-            return Ok(Self(Duration::from_secs(secs)));
+            return Err(ParseDurationError::NoUnit(s.to_owned()));
         }
         let mut total: u128 = 0;
         let mut rest = s;
@@ -138,7 +143,7 @@ impl Visitor<'_> for DurationVisitor {
     type Value = HumanDuration;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a duration such as \"30s\" or \"5m\", or a number of seconds")
+        f.write_str("a duration with a unit such as \"30s\" or \"5m\"")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
@@ -146,13 +151,18 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
-        Ok(HumanDuration(Duration::from_secs(v)))
+        Err(E::custom(ParseDurationError::NoUnit(v.to_string())))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-        u64::try_from(v)
-            .map(|secs| HumanDuration(Duration::from_secs(secs)))
-            .map_err(|_| E::custom(ParseDurationError::Negative(v.to_string())))
+        if v < 0 {
+            return Err(E::custom(ParseDurationError::Negative(v.to_string())));
+        }
+        Err(E::custom(ParseDurationError::NoUnit(v.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<HumanDuration, E> {
+        Err(E::custom(ParseDurationError::NoUnit(v.to_string())))
     }
 }
 
@@ -177,11 +187,9 @@ impl JsonSchema for HumanDuration {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration: integers with units ns, us, ms, s, m, h, d (\"500ms\", \"30s\", \"5m\", \"1m30s\"), or an integer number of seconds.",
-            "anyOf": [
-                { "type": "string", "pattern": r"^\s*([0-9]+|([0-9]+(ns|us|ms|s|m|h|d))+)\s*$" },
-                { "type": "integer", "minimum": 0 }
-            ]
+            "description": "A duration: integers with units ns, us, ms, s, m, h, d (\"500ms\", \"30s\", \"5m\", \"1m30s\"). A bare number is refused.",
+            "type": "string",
+            "pattern": r"^\s*([0-9]+(ns|us|ms|s|m|h|d))+\s*$"
         })
     }
 }
@@ -204,7 +212,6 @@ mod tests {
         assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse("1h2m3s4ms"), Ok(Duration::new(3723, 4_000_000)));
         assert_eq!(parse("7us"), Ok(Duration::from_micros(7)));
-        assert_eq!(parse("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse(" 10s "), Ok(Duration::from_secs(10)));
     }
 
@@ -221,10 +228,28 @@ mod tests {
             parse("99999999999999999999999d"),
             Err(ParseDurationError::TooLarge(_))
         ));
-        assert!(matches!(
-            parse("999999999999999999999"),
-            Err(ParseDurationError::TooLarge(_))
-        ));
+    }
+
+    #[test]
+    fn refuses_a_bare_number() {
+        for s in ["5", "0", " 90 ", "999999999999999999999"] {
+            assert!(
+                matches!(parse(s), Err(ParseDurationError::NoUnit(_))),
+                "{s:?}"
+            );
+        }
+        assert_eq!(
+            parse("5").unwrap_err().to_string(),
+            "invalid duration \"5\": a unit is required: ms, s, m, h or d (e.g. \"5s\" or \"5m\")"
+        );
+        #[derive(Debug, serde::Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            t: HumanDuration,
+        }
+        let e = toml::from_str::<T>("t = 5").unwrap_err().to_string();
+        assert!(e.contains("a unit is required"), "{e}");
+        assert!(toml::from_str::<T>("t = \"5s\"").is_ok());
     }
 
     #[test]

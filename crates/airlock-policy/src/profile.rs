@@ -199,9 +199,16 @@ fn check_nonzero_size(size: ByteSize) -> Result<ByteSize, String> {
     }
 }
 
+/// Smallest memory limit: below it nothing starts (the payload's own
+/// program text alone is larger), so a smaller value is a typo for a unit.
+pub(crate) const MIN_MEMORY: ByteSize = ByteSize::mib(1);
+
 fn check_memory(memory: Option<ByteSize>) -> Result<Option<ByteSize>, String> {
     match memory {
         Some(ByteSize(0)) => Err("must be greater than 0 (use \"unlimited\" for no limit)".into()),
+        Some(m) if m < MIN_MEMORY => Err(format!(
+            "{m} is below the minimum of {MIN_MEMORY} (sizes take a unit, e.g. \"512M\")"
+        )),
         other => Ok(other),
     }
 }
@@ -1167,8 +1174,64 @@ mod tests {
         let err = bad("name = \"x\"\n\n[limits]\n\n\n\nmemory =  \"12Q\"\n");
         assert_eq!(
             err,
-            "bad.toml:7:11: limits.memory: invalid size \"12Q\": expected a number with an optional unit K, M, G or T"
+            "bad.toml:7:11: limits.memory: invalid size \"12Q\": expected a number with a unit B, K, M, G or T (e.g. \"512M\", \"1.5G\", \"64K\", \"100B\")"
         );
+        // A bare number is refused, naming the forms that work.
+        let err = bad("[limits]\nmemory = 512\n");
+        assert_eq!(
+            err,
+            "bad.toml:2:10: limits.memory: invalid size \"512\": a unit is required: B, K, M, G or T (e.g. \"512M\" or \"512B\")"
+        );
+        assert_bad(
+            "[limits]\nmemory = \"512\"\n",
+            2,
+            "limits.memory",
+            "a unit is required",
+        );
+        assert_bad(
+            "[limits]\ntimeout = 5\n",
+            2,
+            "limits.timeout",
+            "a unit is required: ms, s, m, h or d",
+        );
+        assert_bad(
+            "[limits]\ntimeout = \"5\"\n",
+            2,
+            "limits.timeout",
+            "a unit is required",
+        );
+        assert_bad(
+            "[filesystem]\ntmp_size = 64\n",
+            2,
+            "filesystem.tmp_size",
+            "a unit is required",
+        );
+        assert_bad(
+            "[network]\nmax_bytes_out = 1000\n",
+            2,
+            "network.max_bytes_out",
+            "a unit is required",
+        );
+        assert_bad(
+            "[network]\nask_timeout = 60\n",
+            2,
+            "network.ask_timeout",
+            "a unit is required",
+        );
+        // Memory below 1 MiB cannot run anything.
+        assert_bad(
+            "[limits]\nmemory = \"512K\"\n",
+            2,
+            "limits.memory",
+            "512K is below the minimum of 1M",
+        );
+        assert_bad(
+            "[limits]\nmemory = \"512B\"\n",
+            2,
+            "limits.memory",
+            "below the minimum",
+        );
+        assert!(Profile::from_toml("[limits]\nmemory = \"1M\"\n", "ok.toml").is_ok());
         assert_bad(
             "[limits]\nfsize = \"-1G\"\n",
             2,
@@ -1176,12 +1239,17 @@ mod tests {
             "must not be negative",
         );
         assert_bad(
-            "[limits]\noutput = 0\n",
+            "[limits]\noutput = \"0B\"\n",
             2,
             "limits.output",
             "greater than 0",
         );
-        assert_bad("[limits]\nmemory = 0\n", 2, "limits.memory", "unlimited");
+        assert_bad(
+            "[limits]\nmemory = \"0M\"\n",
+            2,
+            "limits.memory",
+            "unlimited",
+        );
         assert_bad(
             "[limits]\ntimeout = \"5x\"\n",
             2,
@@ -1189,7 +1257,7 @@ mod tests {
             "invalid duration \"5x\"",
         );
         assert_bad(
-            "[limits]\ntimeout = 0\n",
+            "[limits]\ntimeout = \"0s\"\n",
             2,
             "limits.timeout",
             "greater than 0",
@@ -1418,6 +1486,14 @@ mod tests {
             ..Overrides::default()
         });
         assert!(err.starts_with("--memory: "), "{err}");
+        let err = fail(Overrides {
+            memory: Some(ByteSize::kib(64)),
+            ..Overrides::default()
+        });
+        assert_eq!(
+            err,
+            "--memory: 64K is below the minimum of 1M (sizes take a unit, e.g. \"512M\")"
+        );
         let err = fail(Overrides {
             timeout: Some(Duration::ZERO),
             ..Overrides::default()

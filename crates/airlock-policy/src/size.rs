@@ -10,14 +10,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A size in bytes.
 ///
-/// Written as a number with an optional binary unit: `"1024"`, `"64k"`,
-/// `"512M"`, `"1.5G"`, `"512MiB"`, `"2T"`. Units are case-insensitive and
-/// always powers of 1024 (`K`, `KB` and `KiB` all mean 1024 bytes); a trailing
-/// `B` is optional. In TOML a plain integer is a byte count. A fraction is
-/// allowed with a unit and is rounded down to whole bytes.
+/// Written as a number with a binary unit: `"100B"`, `"64k"`, `"512M"`,
+/// `"1.5G"`, `"512MiB"`, `"2T"`. Units are case-insensitive and always
+/// powers of 1024 (`K`, `KB` and `KiB` all mean 1024 bytes); after K, M, G
+/// or T a trailing `B` is optional, and `B` alone means bytes. The unit is
+/// required: a bare number such as `512` (a string, or a TOML/YAML integer)
+/// is refused, because `memory = 512` almost always meant 512M, not 512
+/// bytes. A fraction is allowed with a unit above bytes and is rounded down
+/// to whole bytes.
 ///
 /// Displays in the largest unit that divides it exactly (`1G`, `512M`,
-/// `1536M`, `100`), which parses back to the same value.
+/// `1536M`, `100B`), which parses back to the same value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteSize(pub u64);
 
@@ -33,8 +36,11 @@ const UNITS: [(&str, u64); 4] = [
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseSizeError {
     /// Not a number with a known unit.
-    #[error("invalid size {0:?}: expected a number with an optional unit K, M, G or T")]
+    #[error("invalid size {0:?}: expected a number with a unit B, K, M, G or T (e.g. \"512M\", \"1.5G\", \"64K\", \"100B\")")]
     Invalid(String),
+    /// A number without a unit.
+    #[error("invalid size {0:?}: a unit is required: B, K, M, G or T (e.g. \"{0}M\" or \"{0}B\")")]
+    NoUnit(String),
     /// A minus sign.
     #[error("invalid size {0:?}: must not be negative")]
     Negative(String),
@@ -73,6 +79,7 @@ fn unit_multiplier(unit: &str) -> Option<u64> {
         .or_else(|| unit.strip_suffix('B'))
         .unwrap_or(unit);
     match base {
+        "" if unit.is_empty() => None,
         "" => Some(1),
         "K" => Some(KIB),
         "M" => Some(KIB * KIB),
@@ -96,6 +103,9 @@ impl FromStr for ByteSize {
             .unwrap_or(s.len());
         let (number, unit) = s.split_at(number_end);
         let unit = unit.trim_start();
+        if unit.is_empty() && !number.is_empty() {
+            return Err(ParseSizeError::NoUnit(s.to_owned()));
+        }
         let multiplier = unit_multiplier(unit).ok_or_else(invalid)?;
         let (whole, fraction) = match number.split_once('.') {
             Some((whole, fraction)) => (whole, Some(fraction)),
@@ -135,7 +145,7 @@ impl fmt::Display for ByteSize {
                 }
             }
         }
-        write!(f, "{}", self.0)
+        write!(f, "{}B", self.0)
     }
 }
 
@@ -151,7 +161,7 @@ impl Visitor<'_> for ByteSizeVisitor {
     type Value = ByteSize;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a size such as \"512M\" or a number of bytes")
+        f.write_str("a size with a unit such as \"512M\"")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
@@ -159,13 +169,18 @@ impl Visitor<'_> for ByteSizeVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-        Ok(ByteSize(v))
+        Err(E::custom(ParseSizeError::NoUnit(v.to_string())))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-        u64::try_from(v)
-            .map(ByteSize)
-            .map_err(|_| E::custom(ParseSizeError::Negative(v.to_string())))
+        if v < 0 {
+            return Err(E::custom(ParseSizeError::Negative(v.to_string())));
+        }
+        Err(E::custom(ParseSizeError::NoUnit(v.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<ByteSize, E> {
+        Err(E::custom(ParseSizeError::NoUnit(v.to_string())))
     }
 }
 
@@ -177,7 +192,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// Regular expression for the string form, used in the JSON Schema.
 pub(crate) const BYTE_SIZE_PATTERN: &str =
-    r"^\s*[0-9]+(\.[0-9]{1,9})?\s*([kKmMgGtT]([iI]?[bB])?|[bB])?\s*$";
+    r"^\s*([0-9]+(\.[0-9]{1,9})?\s*[kKmMgGtT]([iI]?[bB])?|[0-9]+\s*[bB])\s*$";
 
 impl JsonSchema for ByteSize {
     fn schema_name() -> Cow<'static, str> {
@@ -186,11 +201,9 @@ impl JsonSchema for ByteSize {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A size in bytes: a number with an optional binary unit K, M, G or T (\"512M\", \"1.5G\", \"64KiB\"), or an integer number of bytes.",
-            "anyOf": [
-                { "type": "string", "pattern": BYTE_SIZE_PATTERN },
-                { "type": "integer", "minimum": 0 }
-            ]
+            "description": "A size in bytes: a number with a binary unit B, K, M, G or T (\"512M\", \"1.5G\", \"64KiB\", \"100B\"). A bare number is refused.",
+            "type": "string",
+            "pattern": BYTE_SIZE_PATTERN
         })
     }
 }
@@ -202,8 +215,9 @@ mod tests {
     #[test]
     fn parses_units() {
         let cases = [
-            ("1024", 1024),
-            ("0", 0),
+            ("1024B", 1024),
+            ("0B", 0),
+            ("0M", 0),
             ("64k", 64 * 1024),
             ("64K", 64 * 1024),
             ("512M", 512 << 20),
@@ -224,7 +238,7 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for input in [
-            "", "12Q", "G", "1..5G", "1.G", ".5G", "1.5", "1e3", "0x10", "1 G B", "1Gi",
+            "", "12Q", "G", "1..5G", "1.G", ".5G", "1e3", "0x10", "1 G B", "1Gi", "1.5B", "B",
         ] {
             assert!(
                 matches!(input.parse::<ByteSize>(), Err(ParseSizeError::Invalid(_))),
@@ -240,13 +254,36 @@ mod tests {
             Err(ParseSizeError::TooLarge(_))
         ));
         assert!(matches!(
-            "99999999999999999999999999999999999999999".parse::<ByteSize>(),
+            "99999999999999999999999999999999999999999K".parse::<ByteSize>(),
             Err(ParseSizeError::TooLarge(_))
         ));
         assert_eq!(
             "12Q".parse::<ByteSize>().unwrap_err().to_string(),
-            "invalid size \"12Q\": expected a number with an optional unit K, M, G or T"
+            "invalid size \"12Q\": expected a number with a unit B, K, M, G or T (e.g. \"512M\", \"1.5G\", \"64K\", \"100B\")"
         );
+    }
+
+    #[test]
+    fn refuses_a_bare_number() {
+        for input in ["512", "0", " 7 ", "1.5", "1024"] {
+            assert!(
+                matches!(input.parse::<ByteSize>(), Err(ParseSizeError::NoUnit(_))),
+                "{input:?} should need a unit"
+            );
+        }
+        assert_eq!(
+            "512".parse::<ByteSize>().unwrap_err().to_string(),
+            "invalid size \"512\": a unit is required: B, K, M, G or T (e.g. \"512M\" or \"512B\")"
+        );
+        // A TOML integer is refused the same way.
+        #[derive(Debug, serde::Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            m: ByteSize,
+        }
+        let e = toml::from_str::<T>("m = 512").unwrap_err().to_string();
+        assert!(e.contains("a unit is required"), "{e}");
+        assert!(toml::from_str::<T>("m = \"512M\"").is_ok());
     }
 
     #[test]
@@ -271,6 +308,7 @@ mod tests {
         assert_eq!(ByteSize::gib(1).to_string(), "1G");
         assert_eq!(ByteSize::mib(512).to_string(), "512M");
         assert_eq!(ByteSize(3 << 29).to_string(), "1536M");
-        assert_eq!(ByteSize(100).to_string(), "100");
+        assert_eq!(ByteSize(100).to_string(), "100B");
+        assert_eq!(ByteSize(0).to_string(), "0B");
     }
 }

@@ -35,6 +35,29 @@ pub use airlock_jail::{
     Notice, OutputSink, RunReport, INTERRUPT_WINDOW,
 };
 
+/// Every kind of audit event a sandbox session writes (for `airlock audit
+/// show --kind`, which also takes a family: the part before the dot).
+pub const EVENT_KINDS: &[&str] = &[
+    "sandbox.created",
+    "sandbox.started",
+    "sandbox.failed",
+    "sandbox.ended",
+    "process.exec",
+    "process.exec_attempt",
+    "canary.touched",
+    "canary.exfiltration",
+    "canary.leaked",
+    "net.decision",
+    "net.mock_request",
+    "escalation.request",
+    "escalation.grant",
+    "escalation.denial",
+    "escalation.expired",
+    "limit.hit",
+    "copy_out",
+    "copy_out.refused",
+];
+
 /// Home directory of the payload inside the sandbox.
 pub const SANDBOX_HOME: &str = "/home/sandbox";
 /// PATH inside the sandbox, unless the profile sets one.
@@ -716,5 +739,38 @@ fn close_audit(shared: &evidence::Shared) -> Option<AuditSummary> {
             shared.note_failure(format!("closing the audit log: {e}"));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod event_kind_tests {
+    /// Every kind this crate records is in EVENT_KINDS.
+    #[test]
+    fn event_kinds_are_listed() {
+        let sources = [include_str!("lib.rs"), include_str!("evidence.rs")];
+        let mut seen = 0;
+        for src in sources {
+            for (i, _) in src.match_indices("record(") {
+                let rest = src[i + "record(".len()..].trim_start();
+                let Some(rest) = rest.strip_prefix('"') else {
+                    continue;
+                };
+                let kind = &rest[..rest.find('"').unwrap()];
+                // (This test's own `"record("` is not a kind.)
+                if kind.is_empty()
+                    || !kind
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b"._".contains(&b))
+                {
+                    continue;
+                }
+                seen += 1;
+                assert!(
+                    super::EVENT_KINDS.contains(&kind),
+                    "{kind} is not in EVENT_KINDS"
+                );
+            }
+        }
+        assert!(seen > 10, "found only {seen} record calls");
     }
 }

@@ -43,11 +43,30 @@ pub(crate) enum Command {
         /// Print the events as JSON lines.
         #[arg(long)]
         json: bool,
-        /// Only events whose kind starts with K (repeatable), e.g.
-        /// `--kind canary` for canary.touched and canary.leaked.
-        #[arg(long = "kind", value_name = "K")]
+        /// Only events of kind K (repeatable): a kind such as
+        /// `canary.touched`, or a family such as `canary` for every
+        /// canary.* event. An unknown kind is an error listing the valid ones.
+        #[arg(long = "kind", value_name = "K", value_parser = parse_kind)]
         kinds: Vec<String>,
     },
+}
+
+/// A kind or a family (the part before the dot) of [`EVENT_KINDS`].
+///
+/// [`EVENT_KINDS`]: airlock_runtime::EVENT_KINDS
+fn parse_kind(k: &str) -> Result<String, String> {
+    let kinds = airlock_runtime::EVENT_KINDS;
+    let family = |kind: &str| kind.split('.').next().unwrap_or(kind).to_owned();
+    if kinds.contains(&k) || kinds.iter().any(|kind| family(kind) == k) {
+        return Ok(k.to_owned());
+    }
+    let mut families: Vec<String> = kinds.iter().map(|k| family(k)).collect();
+    families.dedup();
+    Err(format!(
+        "unknown event kind {k:?}: expected a family ({}) or a kind ({})",
+        families.join(", "),
+        kinds.join(", ")
+    ))
 }
 
 /// The library's errors already carry their cause in their message;
@@ -222,8 +241,15 @@ fn summary(data: &serde_json::Value) -> String {
 fn show(file: &Path, json: bool, kinds: &[String]) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let wanted =
-        |kind: &str| kinds.is_empty() || kinds.iter().any(|k| kind.starts_with(k.as_str()));
+    let wanted = |kind: &str| {
+        kinds.is_empty()
+            || kinds.iter().any(|k| {
+                kind == k
+                    || kind
+                        .strip_prefix(k.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            })
+    };
     let mut head = None;
     for entry in EventReader::open(file).map_err(flat)? {
         match entry {

@@ -89,9 +89,18 @@ pub(crate) struct Args {
     /// Use this cgroup2 hierarchy instead of the detected one.
     #[arg(long, value_name = "DIR")]
     cgroup_root: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
+    /// Quiet: no progress bar, no summary, no warnings; only errors,
+    /// failed gates and an interruption are printed (results still go to
+    /// --out; the exit status is the same).
+    #[arg(long, short = 'q')]
     quiet: bool,
+}
+
+impl Args {
+    /// `--quiet`.
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet
+    }
 }
 
 struct Bar {
@@ -311,7 +320,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             .map(|v| format!("{:.1}%", v * 100.0))
             .unwrap_or_else(|| "n/a".into())
     };
-    eprintln!(
+    let quiet = args.quiet;
+    if !quiet {
+        eprintln!(
         "airlock eval: {} scenario runs ({} trials, {} harness errors, {} agent errors, {} tool errors): \
          benign utility {}, utility under attack {}, attack success {}, containment {}",
         results.scenarios.len(),
@@ -324,10 +335,11 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         pct(&o.asr),
         pct(&o.containment),
     );
-    for f in &files {
-        eprintln!("  {}", f.display());
+        for f in &files {
+            eprintln!("  {}", f.display());
+        }
     }
-    for g in &results.gates {
+    for g in results.gates.iter().filter(|g| !quiet || !g.passed) {
         eprintln!(
             "  gate {}: {} ({})",
             g.gate,
@@ -349,7 +361,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
                 out.display()
             );
         }
-    } else if o.harness_errors + o.agent_errors > 0 {
+    } else if o.harness_errors + o.agent_errors > 0 && !quiet {
         eprintln!(
             "airlock eval: {} harness and {} agent errors allowed (--max-harness-errors {}, --max-agent-errors {}); they are in no metric",
             o.harness_errors, o.agent_errors, allowance.harness, allowance.agent

@@ -5,5 +5,6 @@ pub(crate) mod bench;
 pub(crate) mod bench_egress;
 pub(crate) mod doctor;
 pub(crate) mod eval;
+pub(crate) mod install;
 pub(crate) mod profile;
 pub(crate) mod run;

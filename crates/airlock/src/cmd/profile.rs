@@ -28,8 +28,8 @@ pub(crate) enum Command {
     List,
 }
 
-/// Load a profile, rendering a validation error as a diagnostic with the
-/// offending line.
+/// Load a profile, rendering a validation error once: on a terminal as a
+/// diagnostic with the offending line, else as the one line `main` prints.
 pub(crate) fn load(name: &str) -> anyhow::Result<Profile> {
     load_with_origins(name).map(|(p, _)| p)
 }
@@ -39,16 +39,19 @@ fn load_with_origins(name: &str) -> anyhow::Result<(Profile, airlock_policy::Ori
     match Profile::load_with_origins(name) {
         Ok(p) => Ok(p),
         Err(LoadError::Invalid(e)) => {
-            if let Some(span) = e.source_span() {
-                let report = miette::miette!(
-                    labels = vec![miette::LabeledSpan::at(span, e.message().to_string())],
-                    "{e}"
-                )
-                .with_source_code(miette::NamedSource::new(
-                    e.origin(),
-                    e.source_text().to_string(),
-                ));
+            let span = e
+                .source_span()
+                .filter(|_| rustix::termios::isatty(std::io::stderr()));
+            if let Some(span) = span {
+                // The message is in the heading; the label only points.
+                let report =
+                    miette::miette!(labels = vec![miette::LabeledSpan::underline(span)], "{e}")
+                        .with_source_code(miette::NamedSource::new(
+                            e.origin(),
+                            e.source_text().to_string(),
+                        ));
                 eprintln!("{report:?}");
+                return Err(crate::diag::Reported(anyhow::Error::new(e)).into());
             }
             Err(anyhow::Error::new(e))
         }

@@ -17,8 +17,13 @@ unless -i (its input copied through a pipe) or -t (a new terminal inside, airloc
 Ctrl-C: the first is forwarded to CMD; a second within 3s kills the sandbox (exit 130). \
 With -t, Ctrl-C is a key sent to the sandbox's terminal.
 
-Exit status: the command's own; 128+N when killed by signal N; 124 on timeout; \
-137 when killed at the memory limit; 130 when killed by a second Ctrl-C; 125 when airlock itself \
+Sizes take a unit (512M, 1.5G, 64K, 100B) and durations too (500ms, 30s, 5m, 1h); \
+a bare number is refused.
+
+Exit status: the command's own; 128+N when killed by signal N; 122 when --fail-on canary fired; \
+123 when the command succeeded but a --copy-out file was not copied (each is named on stderr); \
+124 on timeout; 137 when killed at the memory limit; 130 when killed by a second Ctrl-C; \
+125 for a usage error or when airlock itself \
 fails; 126 when CMD cannot be executed; 127 when CMD is not found."
 )]
 pub(crate) struct Args {
@@ -39,8 +44,10 @@ pub(crate) struct Args {
     /// A host directory bound read-write as the workspace (default: an empty tmpfs).
     #[arg(long, short = 'w')]
     workspace: Option<PathBuf>,
-    /// Memory limit, e.g. 512M.
-    #[arg(long, alias = "memory")]
+    /// Memory limit with a unit, e.g. 512M or 2G (at least 1M). Rootless
+    /// without a memory cgroup it is an address-space limit (RLIMIT_AS):
+    /// allocations fail instead of a kill.
+    #[arg(long, alias = "memory", value_name = "SIZE")]
     mem: Option<ByteSize>,
     /// Maximum number of processes and threads.
     #[arg(long)]
@@ -48,8 +55,8 @@ pub(crate) struct Args {
     /// CPU quota in cores, e.g. 1.5.
     #[arg(long)]
     cpus: Option<f64>,
-    /// Wall-clock timeout, e.g. 30s, 5m.
-    #[arg(long)]
+    /// Wall-clock timeout with a unit, e.g. 30s, 5m, 1m30s.
+    #[arg(long, value_name = "DURATION")]
     timeout: Option<HumanDuration>,
     /// Extra environment variable for the command (repeatable).
     #[arg(long, short = 'e', value_name = "K=V")]
@@ -114,6 +121,10 @@ pub(crate) enum FailOn {
 
 /// Exit status when `--fail-on canary` fires.
 pub(crate) const EXIT_CANARY: u8 = 122;
+
+/// Exit status when the command succeeded but a `--copy-out` file was not
+/// copied (refused, failed, or never reached because the run ended first).
+pub(crate) const EXIT_COPY_OUT: u8 = 123;
 
 /// Asks on the terminal (/dev/tty), with the request's timeout.
 #[derive(Debug)]
@@ -199,9 +210,92 @@ fn summarize_canaries(ev: &airlock_runtime::EvidenceReport) {
             l.canary, l.encoding, l.place
         );
     }
-    for r in &ev.copy_out {
-        if let Some(why) = &r.refused {
-            eprintln!("airlock: copy-out {}: refused: {why}", r.path);
+}
+
+/// The requested copy-out paths that were not copied, each with why.
+fn missing_copies(
+    requested: &[PathBuf],
+    ev: &airlock_runtime::EvidenceReport,
+) -> Vec<(String, String)> {
+    requested
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter_map(|p| {
+            let record = ev.copy_out.iter().find(|r| {
+                r.path == p || r.path.trim_start_matches("./") == p.trim_start_matches("./")
+            });
+            match record {
+                Some(r) if r.refused.is_none() => None,
+                Some(r) => Some((p, r.refused.clone().unwrap_or_default())),
+                None => Some((p, "not copied: the run ended before copy-out".into())),
+            }
+        })
+        .collect()
+}
+
+/// A size for people: `256 MiB`, `1.5 GiB` is shown as `1536 MiB`.
+fn human_size(size: ByteSize) -> String {
+    let b = size.bytes();
+    for (unit, name) in [
+        (1u64 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ] {
+        if b >= unit && b % unit == 0 {
+            return format!("{} {name}", b / unit);
+        }
+    }
+    format!("{b} bytes")
+}
+
+/// One plain line per limit the run reached, naming the limit and its value.
+fn summarize_limits(req: &RunRequest, report: &airlock_runtime::RunReport) {
+    use airlock_runtime::{ExitReason, LimitHit};
+    let limits = &req.profile.limits;
+    let mem = limits.memory.map_or_else(|| "unlimited".into(), human_size);
+    for l in &report.limits_hit {
+        match l {
+            LimitHit::Memory if report.reason == ExitReason::Memory => {
+                eprintln!("airlock: killed at the memory limit ({mem})")
+            }
+            LimitHit::Memory if report.cgroup.controllers.iter().any(|c| c == "memory") => {
+                eprintln!("airlock: a process was killed at the memory limit ({mem})")
+            }
+            LimitHit::Memory => eprintln!(
+                "airlock: the memory limit ({mem}) was reached: allocations failed \
+                 (enforced as RLIMIT_AS, an address-space limit: no memory cgroup here)"
+            ),
+            LimitHit::Pids => eprintln!(
+                "airlock: the pids limit ({}) was reached: a fork failed",
+                limits.pids.map_or_else(|| "unlimited".into(), |p| p.to_string())
+            ),
+            LimitHit::Cpu => eprintln!(
+                "airlock: throttled at the cpu limit ({} cores)",
+                limits.cpus.map_or_else(|| "unlimited".into(), |c| c.to_string())
+            ),
+            LimitHit::Timeout => eprintln!(
+                "airlock: killed at the timeout ({})",
+                HumanDuration(limits.timeout)
+            ),
+            LimitHit::Output => eprintln!(
+                "airlock: output cap reached ({}): dropped {} bytes of stdout and {} bytes of stderr",
+                human_size(limits.output),
+                report.stdout.dropped,
+                report.stderr.dropped
+            ),
+            LimitHit::Disk => eprintln!(
+                "airlock: a size-capped filesystem filled up: {}",
+                report.full_mounts.join(", ")
+            ),
+            LimitHit::Fsize => eprintln!(
+                "airlock: killed at the file-size limit ({})",
+                human_size(limits.fsize)
+            ),
+            LimitHit::Nofile => eprintln!(
+                "airlock: the open-files limit ({}) was reached",
+                limits.nofile
+            ),
         }
     }
 }
@@ -423,19 +517,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("{hint}");
         }
     }
+    let missing = missing_copies(&req.copy_out, &session.evidence);
     if !args.json {
-        for l in &report.limits_hit {
-            tracing::warn!(limit = ?l, "limit reached");
-        }
-        if report.stdout.dropped + report.stderr.dropped > 0 {
-            eprintln!(
-                "airlock: output cap reached: dropped {} bytes of stdout and {} bytes of stderr",
-                report.stdout.dropped, report.stderr.dropped
-            );
-        }
-        if report.reason == airlock_runtime::ExitReason::Timeout {
-            eprintln!("airlock: timed out after {:?}", req.profile.limits.timeout);
-        }
+        summarize_limits(&req, report);
         if let Some(net) = &session.network {
             summarize_network(net);
         }
@@ -445,11 +529,24 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut o, &session)?;
         writeln!(o)?;
     }
+    // A copy the user asked for and did not get is named even with --json
+    // (stderr), and is not success.
+    for (path, why) in &missing {
+        eprintln!("airlock: copy-out {path}: {why}");
+    }
     if args.fail_on.contains(&FailOn::Canary) && session.evidence.canaries.fired() {
         if !args.json {
             eprintln!("airlock: a canary fired (--fail-on canary): exit {EXIT_CANARY}");
         }
         return Ok(ExitCode::from(EXIT_CANARY));
+    }
+    if report.exit_code == 0 && !missing.is_empty() {
+        eprintln!(
+            "airlock: {} of {} --copy-out files not copied: exit {EXIT_COPY_OUT}",
+            missing.len(),
+            req.copy_out.len()
+        );
+        return Ok(ExitCode::from(EXIT_COPY_OUT));
     }
     Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
 }

@@ -80,6 +80,13 @@ fn ground_truth_from_a_private_directory(mode: Mode) {
         "utility>=1.0",
     ]);
     assert_eq!(run.code(), Some(0), "[{mode}] {}", run.describe());
+    // --quiet: a passing run prints nothing (no summary, no warnings).
+    assert_eq!(
+        run.stderr(),
+        "",
+        "[{mode}] --quiet is quiet\n{}",
+        run.describe()
+    );
     let r = results(&out);
     let all = scenarios(&r);
     assert!(all.len() >= 60, "only {} built-in scenarios", all.len());

@@ -738,7 +738,23 @@ fn copy_out_hands_out_regular_files_only_and_never_overwrites() {
                  ln -s /etc/passwd link && mkfifo fifo && cp ~/.aws/credentials creds.txt",
             ],
         );
-        assert_eq!(r.code(), Some(0), "{}", r.describe());
+        // Two of the files asked for were not copied: not success, and
+        // each is named.
+        assert_eq!(r.code(), Some(123), "{}", r.describe());
+        for refused in ["link", "fifo"] {
+            assert!(
+                r.stderr()
+                    .contains(&format!("airlock: copy-out {refused}: ")),
+                "[{mode}] {refused} is named\n{}",
+                r.describe()
+            );
+        }
+        assert!(
+            r.stderr()
+                .contains("2 of 4 --copy-out files not copied: exit 123"),
+            "{}",
+            r.describe()
+        );
         let report = r.json();
         let records = report["copy_out"]
             .as_array()
@@ -844,7 +860,13 @@ fn copy_out_hands_out_regular_files_only_and_never_overwrites() {
             &opts,
             &["/bin/sh", "-c", "echo overwritten > report.txt"],
         );
-        assert_eq!(again.code(), Some(0), "{}", again.describe());
+        assert_eq!(again.code(), Some(123), "{}", again.describe());
+        assert!(
+            again.stderr().contains("airlock: copy-out report.txt: ")
+                && again.stderr().contains("exists"),
+            "{}",
+            again.describe()
+        );
         let rec = &again.json()["copy_out"][0];
         assert!(
             rec["refused"]

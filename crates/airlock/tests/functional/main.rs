@@ -11,3 +11,4 @@ mod limits;
 mod readme;
 mod run;
 mod terminal;
+mod usage;
