@@ -122,6 +122,7 @@ fn scratch(dir: &Path) {
     write(dir, "agent.py", &doc_agent(), 0o755);
     let bin = dir.join(".bin");
     fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(dir.join("home")).unwrap();
     std::os::unix::fs::symlink(airlock_bin(), bin.join("airlock")).unwrap();
 }
 
@@ -136,6 +137,9 @@ fn sh(dir: &Path, line: &str) -> std::process::Output {
         .arg(line)
         .current_dir(dir)
         .env("PATH", path)
+        // Commands that write under ~ (man pages) write into the scratch
+        // directory, never into the real home.
+        .env("HOME", dir.join("home"))
         .env_remove("AIRLOCK_LOG")
         .stdin(Stdio::null())
         .output()
