@@ -568,7 +568,8 @@ mod tests {
 
     #[test]
     fn hint_only_for_a_local_file_the_sandbox_lacks() {
-        let dir = std::env::temp_dir().join(format!("airlock-hint-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("tool.sh"), "#!/bin/sh\n").unwrap();
         std::fs::write(dir.join("big.py"), "print(1)\n").unwrap();
@@ -653,6 +654,5 @@ mod tests {
         assert!(hint(&["./tool.sh"], ExitReason::Timeout, false, d).is_none());
         assert!(hint(&["./nope.sh"], enoent, false, d).is_none());
         assert!(hint(&["tool.sh"], enoent, false, d).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
