@@ -35,6 +35,24 @@ fn send(report: &Report) {
     }
 }
 
+/// Send `report` with one fd (SCM_RIGHTS) on the control socket.
+fn send_with_fd(report: &Report, fd: std::os::fd::BorrowedFd<'_>) -> rustix::io::Result<usize> {
+    let bytes = serde_json::to_vec(report).expect("report serializes");
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+    anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+    // SAFETY: CTL (fd 3) is the control socket, open for the life of init;
+    // the borrow ends with this function.
+    let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+    rustix::net::sendmsg(
+        ctl,
+        &[std::io::IoSlice::new(&bytes)],
+        &mut anc,
+        rustix::net::SendFlags::NOSIGNAL,
+    )
+}
+
 fn fail(message: String) -> ! {
     send(&Report::SetupError { message });
     sys::exit_now(125);
@@ -218,21 +236,8 @@ fn open_pty(size: crate::proto::TtySize) -> Result<OwnedFd, String> {
     };
     rustix::termios::tcsetwinsize(&master, ws).map_err(|e| format!("TIOCSWINSZ: {e}"))?;
     let slave = ioctl_tiocgptpeer(&master, flags).map_err(|e| format!("TIOCGPTPEER: {e}"))?;
-    let report = serde_json::to_vec(&Report::Pty).expect("report serializes");
-    let fds = [master.as_fd()];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
-    anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
-    // SAFETY: CTL (fd 3) is the control socket, open for the life of init;
-    // the borrow ends with this statement.
-    let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
-    rustix::net::sendmsg(
-        ctl,
-        &[std::io::IoSlice::new(&report)],
-        &mut anc,
-        rustix::net::SendFlags::NOSIGNAL,
-    )
-    .map_err(|e| format!("handing the terminal to the supervisor: {e}"))?;
+    send_with_fd(&Report::Pty, master.as_fd())
+        .map_err(|e| format!("handing the terminal to the supervisor: {e}"))?;
     Ok(slave)
 }
 
@@ -493,21 +498,8 @@ impl TouchWatch {
             paths.push((wd, f.path.display().to_string()));
         }
         let wds = paths.iter().map(|p| p.0).collect();
-        let report = serde_json::to_vec(&Report::Watches { paths }).expect("report serializes");
-        let fds = [fd.as_fd()];
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
-        anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
-        // SAFETY: CTL (fd 3) is the control socket, open for the life of
-        // init; the borrow ends with this statement.
-        let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
-        rustix::net::sendmsg(
-            ctl,
-            &[std::io::IoSlice::new(&report)],
-            &mut anc,
-            rustix::net::SendFlags::NOSIGNAL,
-        )
-        .map_err(|e| format!("handing the canary watch to the supervisor: {e}"))?;
+        send_with_fd(&Report::Watches { paths }, fd.as_fd())
+            .map_err(|e| format!("handing the canary watch to the supervisor: {e}"))?;
         Ok(TouchWatch { fd: Some(fd), wds })
     }
 

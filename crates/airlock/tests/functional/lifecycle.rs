@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::limits::{airlock, as_modes, json_run, Mode};
 
-fn procs_with(needle: &str) -> Vec<u32> {
+/// Pids of processes whose command line contains `needle`.
+pub(crate) fn procs_with(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {

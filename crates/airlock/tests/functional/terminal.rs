@@ -3,10 +3,10 @@
 //! (SIGINT to airlock): forwarded first, a second within 3 s kills the
 //! sandbox.
 
-use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::lifecycle::procs_with;
 use crate::common::*;
 
 const NOTICE: &str =
@@ -115,25 +115,6 @@ fn a_terminal_stdin_without_i_or_t_gets_one_notice_and_no_input() {
         assert_eq!(piped.code(), Some(0), "{}", piped.describe());
         assert!(!piped.stderr().contains(NOTICE), "{}", piped.describe());
     }
-}
-
-/// Pids of processes whose command line contains `needle`.
-fn procs_with(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(c) = fs::read(format!("/proc/{pid}/cmdline")) {
-            if String::from_utf8_lossy(&c)
-                .replace('\0', " ")
-                .contains(needle)
-            {
-                out.push(pid);
-            }
-        }
-    }
-    out
 }
 
 fn sigint(pid: u32) {
