@@ -192,6 +192,16 @@ fn diagnostics_in_a_pipe_have_no_colours() {
     assert!(!plain.contains('\x1b'), "NO_COLOR is honoured\n{plain:?}");
 }
 
+/// `airlock run --mem 64M [--json] -- python3 -c CODE`, rootless.
+fn python_at_64m(sb: &Sandbox, json: bool, code: &str) -> Run {
+    let mut args = vec!["run", "--timeout", RUN_TIMEOUT, "--mem", "64M"];
+    if json {
+        args.push("--json");
+    }
+    args.extend(["--", "python3", "-c", code]);
+    sb.airlock(&args)
+}
+
 /// Rootless without a memory cgroup the limit is RLIMIT_AS: a Python
 /// memory bomb gets MemoryError (exit 1), and the run says that the memory
 /// limit was reached. With a delegated memory cgroup it is an OOM kill.
@@ -199,18 +209,7 @@ fn diagnostics_in_a_pipe_have_no_colours() {
 fn rootless_memory_limit_is_reported() {
     let sb = Sandbox::new(Mode::Rootless);
     let bomb = "a = []\nwhile True:\n    a.append(' ' * 2**20)\n";
-    let r = sb.airlock(&[
-        "run",
-        "--timeout",
-        RUN_TIMEOUT,
-        "--mem",
-        "64M",
-        "--json",
-        "--",
-        "python3",
-        "-c",
-        bomb,
-    ]);
+    let r = python_at_64m(&sb, true, bomb);
     let report = r.json();
     let limits = report["limits_hit"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -227,17 +226,7 @@ fn rootless_memory_limit_is_reported() {
         assert_eq!(r.code(), Some(1), "{}", r.describe());
         assert!(r.stderr().contains("MemoryError"), "{}", r.describe());
         // Without --json: one plain line naming the limit and its value.
-        let r = sb.airlock(&[
-            "run",
-            "--timeout",
-            RUN_TIMEOUT,
-            "--mem",
-            "64M",
-            "--",
-            "python3",
-            "-c",
-            bomb,
-        ]);
+        let r = python_at_64m(&sb, false, bomb);
         assert_eq!(r.code(), Some(1), "{}", r.describe());
         assert_eq!(
             r.stderr()
@@ -249,18 +238,7 @@ fn rootless_memory_limit_is_reported() {
         );
     }
     // A program that stays well below the limit reports nothing.
-    let r = sb.airlock(&[
-        "run",
-        "--timeout",
-        RUN_TIMEOUT,
-        "--mem",
-        "64M",
-        "--json",
-        "--",
-        "python3",
-        "-c",
-        "x = ' ' * 2**20; print(len(x))",
-    ]);
+    let r = python_at_64m(&sb, true, "x = ' ' * 2**20; print(len(x))");
     assert_eq!(r.code(), Some(0), "{}", r.describe());
     assert_eq!(
         r.json()["limits_hit"],
