@@ -6,7 +6,14 @@ use caps::CapSet;
 /// Drop every capability of the calling thread, the bounding set first
 /// (which needs CAP_SETPCAP, so it goes while we still hold it).
 pub(crate) fn drop_all() -> Result<(), String> {
-    caps::clear(None, CapSet::Bounding).map_err(|e| format!("clearing the bounding set: {e}"))?;
+    // A process forked from an init that already dropped everything has
+    // an empty bounding set and no CAP_SETPCAP to touch it.
+    let bounding = caps::read(None, CapSet::Bounding)
+        .map_err(|e| format!("reading the bounding set: {e}"))?;
+    if !bounding.is_empty() {
+        caps::clear(None, CapSet::Bounding)
+            .map_err(|e| format!("clearing the bounding set: {e}"))?;
+    }
     caps::clear(None, CapSet::Ambient)
         .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
     caps::clear(None, CapSet::Inheritable)

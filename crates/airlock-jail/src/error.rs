@@ -229,4 +229,10 @@ pub enum JailError {
     /// Supervisor I/O failure.
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// A live sandbox's request failed.
+    #[error(transparent)]
+    Live(#[from] crate::live::LiveError),
+    /// A live sandbox's file operation failed.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }

@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use rustix::event::{poll, PollFd, PollFlags};
 use std::path::{Path, PathBuf};
 
-use crate::proto::{InitConfig, Report};
+use crate::proto::{ExecPlan, InitConfig, Report, Request};
 use crate::spec::JailSpec;
 use crate::sys::{self, Forked};
 
@@ -54,7 +54,7 @@ fn send_with_fd(report: &Report, fd: std::os::fd::BorrowedFd<'_>) -> rustix::io:
 }
 
 fn fail(message: String) -> ! {
-    send(&Report::SetupError { message });
+    send(&Report::SetupError { id: None, message });
     sys::exit_now(125);
 }
 
@@ -128,11 +128,6 @@ pub(crate) fn main() -> ! {
     if let Err(e) = crate::mounts::build_root(spec, cfg.workspace.as_ref(), cfg.tty.is_some()) {
         fail(format!("building the sandbox filesystem: {e}"));
     }
-    // The payload's terminal, made in the sandbox's own devpts instance.
-    let tty_slave = cfg.tty.map(|size| match open_pty(size) {
-        Ok(slave) => slave,
-        Err(e) => fail(e),
-    });
     if let Err(e) = plant(spec) {
         fail(e);
     }
@@ -140,13 +135,12 @@ pub(crate) fn main() -> ! {
         Ok(t) => t,
         Err(e) => fail(e),
     };
+    if cfg.live {
+        hand_over_places(spec);
+    }
     mark(&mut cfg, "root built");
-    let spec = &cfg.spec;
 
-    // Resolve the command inside the new root, and prepare every string
-    // the payload needs before forking.
-    let exe = resolve(spec);
-    // Limits must hold before the payload runs: wait until the supervisor
+    // Limits must hold before any payload runs: wait until the supervisor
     // has placed us in the sandbox's cgroup.
     let mut placed = [0u8; 1];
     match sys::read_raw(CTL, &mut placed) {
@@ -154,69 +148,595 @@ pub(crate) fn main() -> ! {
         _ => fail("the supervisor went away before placing the sandbox in its cgroup".into()),
     }
     mark(&mut cfg, "placed");
-    let spec = &cfg.spec;
-    // The payload hands init its exit-watch listener over this pair.
-    let (watch_init, watch_payload) = match rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::SEQPACKET,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    ) {
-        Ok(p) => p,
-        Err(e) => fail(format!("socketpair: {e}")),
-    };
-    let at_fork = t0.elapsed();
+
+    // Init keeps no privilege while payloads run: every capability goes
+    // (the bounding set too), and nothing in the sandbox may ptrace it or
+    // read its fds through /proc.
+    let _ = sys::set_non_dumpable();
+    if let Err(e) = crate::caps::drop_all() {
+        fail(e);
+    }
+    Server {
+        cfg: &cfg,
+        touch,
+        running: Vec::new(),
+        t0,
+    }
+    .serve(&set)
+}
+
+/// One exec that init started and has not finished with.
+struct Running {
+    id: u64,
+    /// The exec's monitor (a child of init, the subreaper of its tree).
+    leader: libc::pid_t,
+    leader_reaped: bool,
+    /// Init → monitor: `K` kills the tree, `S` and a signal number signals
+    /// the process. Closed: the monitor kills the tree and exits.
+    to_leader: Option<OwnedFd>,
+    /// Monitor → init: the process's raw wait status (4 bytes), then end of
+    /// file once the tree is gone.
+    status: Option<OwnedFd>,
+    /// The exit watch of the exec's process (exec telemetry, fd and memory
+    /// limits).
+    listener: Option<OwnedFd>,
+    nofile: bool,
+    memory: bool,
+    reported: bool,
+}
+
+impl Running {
+    fn tell(&self, msg: &[u8]) {
+        if let Some(fd) = &self.to_leader {
+            let _ = rustix::io::write(fd, msg);
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.reported && self.status.is_none() && self.leader_reaped
+    }
+}
+
+/// Init's serve loop: starts execs, relays signals, reports exits, resets
+/// and closes the sandbox.
+struct Server<'a> {
+    cfg: &'a InitConfig,
+    touch: TouchWatch,
+    running: Vec<Running>,
+    /// When init started (on init's clock).
+    t0: std::time::Instant,
+}
+
+impl Server<'_> {
+    fn serve(mut self, set: &libc::sigset_t) -> ! {
+        // SAFETY: `set` is initialised and blocked in this thread; -1 asks for a new fd.
+        let sfd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        if sfd < 0 {
+            fail(format!("signalfd: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: signalfd returned a fresh fd that we now own.
+        let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+        // SAFETY: CTL (fd 3) is the control socket, open for the life of init.
+        let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            // Slots: 0 ctl, 1 signals, then (kind, index) per exec.
+            let mut fds = vec![
+                PollFd::new(&ctl, PollFlags::IN),
+                PollFd::new(&sfd, PollFlags::IN),
+            ];
+            let mut slots: Vec<(u8, usize)> = vec![(0, 0), (1, 0)];
+            for (i, r) in self.running.iter().enumerate() {
+                if let Some(s) = &r.status {
+                    fds.push(PollFd::new(s, PollFlags::IN));
+                    slots.push((2, i));
+                }
+                if let Some(l) = &r.listener {
+                    fds.push(PollFd::new(l, PollFlags::IN));
+                    slots.push((3, i));
+                }
+            }
+            if poll(&mut fds, None).is_err() {
+                continue; // EINTR
+            }
+            let ready: Vec<(u8, usize, PollFlags)> = fds
+                .iter()
+                .zip(&slots)
+                .filter(|(f, _)| !f.revents().is_empty())
+                .map(|(f, s)| (s.0, s.1, f.revents()))
+                .collect();
+            drop(fds);
+            for (kind, i, rev) in ready {
+                match kind {
+                    0 => self.request(&mut buf),
+                    1 => self.signals(&sfd),
+                    2 => self.status(i),
+                    _ if rev.contains(PollFlags::IN) => self.watch(i),
+                    // No process uses the filter any more.
+                    _ => self.running[i].listener = None,
+                }
+            }
+            self.running.retain(|r| !r.done());
+        }
+    }
+
+    /// One request from the supervisor. End of file: the supervisor is
+    /// gone, and so is the sandbox (init's exit kills every process).
+    fn request(&mut self, buf: &mut [u8]) {
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        // SAFETY: CTL (fd 3) is the control socket, open for the life of init.
+        let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+        let got = rustix::net::recvmsg(
+            ctl,
+            &mut [std::io::IoSliceMut::new(buf)],
+            &mut anc,
+            rustix::net::RecvFlags::CMSG_CLOEXEC | rustix::net::RecvFlags::DONTWAIT,
+        );
+        let fds: Vec<OwnedFd> = anc
+            .drain()
+            .flat_map(|m| match m {
+                rustix::net::RecvAncillaryMessage::ScmRights(fds) => fds.collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let n = match got {
+            Ok(m) if m.bytes == 0 => sys::exit_now(0),
+            Ok(m) => m.bytes,
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return,
+            Err(_) => sys::exit_now(0),
+        };
+        let req: Request = match serde_json::from_slice(&buf[..n]) {
+            Ok(r) => r,
+            Err(e) => {
+                send(&Report::SetupError {
+                    id: None,
+                    message: format!("malformed request: {e}"),
+                });
+                return;
+            }
+        };
+        match req {
+            Request::Exec(plan) => {
+                let id = plan.id;
+                match self.start(plan, fds) {
+                    Ok(r) => self.running.push(r),
+                    Err(message) => send(&Report::SetupError {
+                        id: Some(id),
+                        message,
+                    }),
+                }
+            }
+            Request::Signal { id, signal } => {
+                if let Some(r) = self.running.iter().find(|r| r.id == id) {
+                    r.tell(&[b'S', signal.clamp(1, 64) as u8]);
+                }
+            }
+            Request::KillTree { id } => {
+                if let Some(r) = self.running.iter().find(|r| r.id == id) {
+                    r.tell(b"K");
+                }
+            }
+            Request::Reset => self.reset(),
+            Request::Close => self.close(),
+        }
+    }
+
+    /// Signals for init: SIGCHLD reaps; the others (a one-shot run's
+    /// forwarded interrupts) go to every exec's process.
+    fn signals(&mut self, sfd: &OwnedFd) {
+        let mut info = [0u8; 128]; // struct signalfd_siginfo
+        while let Ok(128) = rustix::io::read(sfd, &mut info) {
+            let sig = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+            if sig != libc::SIGCHLD {
+                for r in self.running.iter().filter(|r| !r.reported) {
+                    r.tell(&[b'S', sig as u8]);
+                }
+                continue;
+            }
+            while let Ok(Some((pid, _, _))) = sys::wait4(-1, libc::WNOHANG) {
+                if let Some(r) = self.running.iter_mut().find(|r| r.leader == pid) {
+                    r.leader_reaped = true;
+                    r.to_leader = None;
+                }
+            }
+        }
+    }
+
+    /// The monitor of exec `i` wrote its process's status, or ended.
+    fn status(&mut self, i: usize) {
+        let r = &mut self.running[i];
+        let Some(fd) = &r.status else { return };
+        let mut st = [0u8; 4];
+        match rustix::io::read(fd, &mut st) {
+            Ok(4) if !r.reported => {
+                r.reported = true;
+                let full = crate::mounts::capped_mounts(&self.cfg.spec)
+                    .into_iter()
+                    .filter(|p| is_full(p))
+                    .map(|p| p.display().to_string())
+                    .collect();
+                send(&Report::Exited {
+                    id: r.id,
+                    status: i32::from_ne_bytes(st),
+                    lost: false,
+                    full,
+                    nofile: r.nofile,
+                    memory: r.memory,
+                });
+            }
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+            _ => {
+                // End of file: the monitor is gone.
+                r.status = None;
+                r.listener = None;
+                if !r.reported {
+                    r.reported = true;
+                    send(&Report::Exited {
+                        id: r.id,
+                        status: libc::SIGKILL,
+                        lost: true,
+                        full: Vec::new(),
+                        nofile: r.nofile,
+                        memory: r.memory,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The exit watch of exec `i` has a notification.
+    fn watch(&mut self, i: usize) {
+        let as_limit = self.cfg.fallback.memory;
+        let nofile = self.cfg.spec.rlimits.nofile;
+        let r = &mut self.running[i];
+        let Some(l) = &r.listener else { return };
+        match crate::exitwatch::serve_one(l, as_limit.is_some()) {
+            crate::exitwatch::Notice::Exit { fds, vm_peak } => {
+                r.nofile |= fds.is_some_and(|n| n as u64 >= nofile);
+                if let (Some(peak), Some(limit)) = (vm_peak, as_limit) {
+                    r.memory |= crate::exitwatch::near_limit(peak, limit);
+                }
+            }
+            crate::exitwatch::Notice::Exec(event) => send(&Report::Event { event }),
+            _ => {}
+        }
+    }
+
+    /// Starts an exec: a monitor forked from init, which forks the
+    /// process, waits for it, and reaps its tree.
+    fn start(&mut self, plan: ExecPlan, stdio: Vec<OwnedFd>) -> Result<Running, String> {
+        if plan.passed_stdio != (stdio.len() == 3) {
+            return Err(format!(
+                "exec {}: {} stdio descriptors attached, {} expected",
+                plan.id,
+                stdio.len(),
+                if plan.passed_stdio { 3 } else { 0 }
+            ));
+        }
+        if plan.argv.is_empty() {
+            return Err(format!("exec {}: empty command", plan.id));
+        }
+        let exe = resolve(&plan.argv[0], &plan.env);
+        let tty = match (plan.tty, self.cfg.tty) {
+            (false, _) => None,
+            (true, Some(size)) => Some(open_pty(size)?),
+            (true, None) => return Err("a terminal was asked for, but none was set up".into()),
+        };
+        let pair = || {
+            rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::SEQPACKET,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map_err(|e| format!("socketpair: {e}"))
+        };
+        let pipe = || {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| format!("pipe: {e}"))
+        };
+        // The process hands init its exit-watch listener over this pair.
+        let (watch_init, watch_payload) = pair()?;
+        let (cmd_r, cmd_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        let at_fork = self.t0.elapsed();
+        let leader = match unsafe_fork() {
+            Forked::Child => {
+                // The monitor keeps nothing of init's but the control
+                // socket (close-on-exec, and its process closes nothing
+                // it needs before exec).
+                drop(watch_init);
+                drop(cmd_w);
+                drop(status_r);
+                for r in std::mem::take(&mut self.running) {
+                    drop(r);
+                }
+                self.touch.forget();
+                let t0 = rebase(at_fork);
+                monitor(
+                    self.cfg,
+                    &plan,
+                    exe.as_deref(),
+                    Stdio {
+                        passed: stdio,
+                        tty,
+                    },
+                    watch_payload,
+                    cmd_r,
+                    status_w,
+                    t0,
+                )
+            }
+            Forked::Parent(pid) => pid,
+        };
+        drop((watch_payload, cmd_r, status_w, stdio, tty));
+        let listener = receive_listener(&watch_init);
+        Ok(Running {
+            id: plan.id,
+            leader,
+            leader_reaped: false,
+            to_leader: Some(cmd_w),
+            status: Some(status_r),
+            listener,
+            nofile: false,
+            memory: false,
+            reported: false,
+        })
+    }
+
+    /// Kills every process, empties the writable places and plants the
+    /// files of create again.
+    fn reset(&mut self) {
+        kill_the_rest();
+        for r in self.running.drain(..) {
+            if !r.reported {
+                send(&Report::Exited {
+                    id: r.id,
+                    status: libc::SIGKILL,
+                    lost: false,
+                    full: Vec::new(),
+                    nofile: r.nofile,
+                    memory: r.memory,
+                });
+            }
+        }
+        let spec = &self.cfg.spec;
+        std::mem::replace(&mut self.touch, TouchWatch::none()).unwatch();
+        let mut error = None;
+        for place in crate::mounts::reset_places(spec) {
+            if let Err(e) = crate::wipe::empty_dir(&place) {
+                error.get_or_insert(format!("emptying {}: {e}", place.display()));
+            }
+        }
+        if error.is_none() {
+            if let Err(e) = plant(spec) {
+                error = Some(e);
+            }
+        }
+        match TouchWatch::new(spec) {
+            Ok(t) => self.touch = t,
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+        send(&Report::ResetDone { error });
+    }
+
+    /// Kills every process, hands out the copy-out files, and exits (which
+    /// tears down the namespaces).
+    fn close(&mut self) -> ! {
+        kill_the_rest();
+        // Every open by the sandbox is queued by now; init's own opens for
+        // the copy-out must not count as touches: remove the watches first.
+        std::mem::replace(&mut self.touch, TouchWatch::none()).unwatch();
+        if !self.cfg.spec.copy_out.is_empty() {
+            copy_out(&self.cfg.spec);
+        }
+        send(&Report::Closed);
+        sys::exit_now(0);
+    }
+}
+
+/// A forked child's start instant on its own monotonic clock (its time
+/// namespace's differs from init's), from init's age at the fork.
+fn rebase(at_fork: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_sub(at_fork).unwrap_or(now)
+}
+
+/// An exec's stdio: three passed fds (stdin, stdout, stderr), or init's own;
+/// a terminal's slave wins.
+pub(crate) struct Stdio {
+    pub(crate) passed: Vec<OwnedFd>,
+    pub(crate) tty: Option<OwnedFd>,
+}
+
+/// The exec's monitor: the subreaper of its tree. It forks the process,
+/// reports its status to init, and reaps every descendant orphaned in the
+/// tree, so a process that daemonizes (double fork, setsid) stays in it.
+/// It exits once the tree is empty. `K` from init (or init's end) kills
+/// the whole tree: each round SIGKILLs every child (grandchildren become
+/// children as their parents die) until none is left. Never returns.
+#[allow(clippy::too_many_arguments)]
+fn monitor(
+    cfg: &InitConfig,
+    plan: &ExecPlan,
+    exe: Option<&Path>,
+    stdio: Stdio,
+    watch_payload: OwnedFd,
+    cmd: OwnedFd,
+    status: OwnedFd,
+    t0: std::time::Instant,
+) -> ! {
+    if let Err(e) = sys::set_child_subreaper() {
+        monitor_fail(plan.id, format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"));
+    }
+    let set = signal_set(&[libc::SIGCHLD]);
+    // SAFETY: `set` is initialised and blocked (inherited from init).
+    let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if sfd < 0 {
+        monitor_fail(
+            plan.id,
+            format!("signalfd: {}", std::io::Error::last_os_error()),
+        );
+    }
+    // SAFETY: signalfd returned a fresh fd that we now own.
+    let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
     let payload = match unsafe_fork() {
         Forked::Child => {
-            drop(watch_init);
-            // The child is in the sandbox's time namespace, whose monotonic
-            // clock differs from init's: re-base init's start on it.
-            let now = std::time::Instant::now();
-            let t0 = now.checked_sub(at_fork).unwrap_or(now);
-            crate::payload::run(&cfg, exe.as_deref(), watch_payload, tty_slave, t0)
+            drop((sfd, cmd, status));
+            crate::payload::run(cfg, plan, exe, watch_payload, stdio, t0)
         }
         Forked::Parent(pid) => pid,
     };
-    drop(watch_payload);
-    // Only the payload holds the terminal: when it and its children are
-    // gone, the supervisor's master reads EIO.
-    drop(tty_slave);
-    let listener = receive_listener(&watch_init);
-    drop(watch_init);
-
-    // Init keeps no privilege while the payload runs.
-    let _ = sys::set_non_dumpable();
-    let _ = crate::caps::drop_all();
-
-    let (status, nofile, memory) = reap_until(
-        payload,
-        &set,
-        listener.as_ref(),
-        spec.rlimits.nofile,
-        cfg.fallback.memory,
-    );
-    if !spec.copy_out.is_empty() {
-        // Nothing of the sandbox may run while its files are handed out.
-        kill_the_rest();
+    drop((watch_payload, stdio));
+    let mut waiting = true;
+    let report = |st: i32| {
+        let _ = rustix::io::write(&status, &st.to_ne_bytes());
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(&sfd, PollFlags::IN),
+            PollFd::new(&cmd, PollFlags::IN),
+        ];
+        if poll(&mut fds, None).is_err() {
+            continue;
+        }
+        let cmd_ready = !fds[1].revents().is_empty();
+        if cmd_ready {
+            let mut b = [0u8; 2];
+            match rustix::io::read(&cmd, &mut b) {
+                Ok(n) if n >= 1 && b[0] == b'K' => kill_tree(payload, &mut waiting, &report),
+                Ok(2) if b[0] == b'S' => {
+                    if waiting {
+                        sys::kill(payload, i32::from(b[1]));
+                    }
+                }
+                Ok(1) if b[0] == b'S' => {
+                    let mut sig = [0u8; 1];
+                    if rustix::io::read(&cmd, &mut sig).is_ok() && waiting {
+                        sys::kill(payload, i32::from(sig[0]));
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
+                Ok(0) | Err(_) => kill_tree(payload, &mut waiting, &report),
+                Ok(_) => {}
+            }
+        }
+        let mut info = [0u8; 128];
+        while let Ok(128) = rustix::io::read(&sfd, &mut info) {}
+        loop {
+            match sys::wait4(-1, libc::WNOHANG) {
+                Ok(Some((pid, st, _))) => {
+                    if pid == payload && waiting {
+                        waiting = false;
+                        report(st);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => sys::exit_now(0), // ECHILD: the tree is empty
+            }
+        }
     }
-    // Every open by the sandbox is queued by now; init's own opens for the
-    // copy-out must not count as touches: remove the watches first.
-    touch.unwatch();
-    if !spec.copy_out.is_empty() {
-        copy_out(spec);
-    }
-    let full = crate::mounts::capped_mounts(spec)
-        .into_iter()
-        .filter(|p| is_full(p))
-        .map(|p| p.display().to_string())
-        .collect();
-    send(&Report::Exit {
-        status,
-        full,
-        nofile,
-        memory,
+}
+
+fn monitor_fail(id: u64, message: String) -> ! {
+    send(&Report::SetupError {
+        id: Some(id),
+        message,
     });
-    sys::exit_now(0);
+    sys::exit_now(125);
+}
+
+/// Kills the monitor's whole tree and exits. Orphans re-parent to the
+/// monitor (the subreaper) as their parents die, so repeating "kill every
+/// child, reap" until there is no child left reaches every descendant.
+fn kill_tree(payload: libc::pid_t, waiting: &mut bool, report: &dyn Fn(i32)) -> ! {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    loop {
+        for kid in children_of(me) {
+            sys::kill(kid, libc::SIGKILL);
+        }
+        loop {
+            match sys::wait4(-1, libc::WNOHANG) {
+                Ok(Some((pid, st, _))) => {
+                    if pid == payload && *waiting {
+                        *waiting = false;
+                        report(st);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => sys::exit_now(0),
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The pids whose parent is `parent` (from the sandbox's /proc).
+fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let mut kids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return kids;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        if ppid == Some(parent) {
+            kids.push(pid);
+        }
+    }
+    kids
+}
+
+/// Sends the writable places' directories to the supervisor ([`Report::Places`]).
+fn hand_over_places(spec: &JailSpec) {
+    use rustix::fs::{Mode, OFlags};
+    let mut paths = Vec::new();
+    let mut fds = Vec::new();
+    for p in crate::mounts::file_places(spec) {
+        match rustix::fs::open(
+            &p,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                paths.push(p.display().to_string());
+                fds.push(fd);
+            }
+            Err(e) => fail(format!("opening {}: {e}", p.display())),
+        }
+    }
+    let report = serde_json::to_vec(&Report::Places { paths }).expect("report serializes");
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+    let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&borrowed)) {
+        fail("too many writable places for one control message".into());
+    }
+    // SAFETY: CTL (fd 3) is the control socket, open for the life of init.
+    let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
+    if let Err(e) = rustix::net::sendmsg(
+        ctl,
+        &[std::io::IoSlice::new(&report)],
+        &mut anc,
+        rustix::net::SendFlags::NOSIGNAL,
+    ) {
+        fail(format!("handing the writable places to the supervisor: {e}"));
+    }
 }
 
 /// Opens a pty pair in the sandbox's devpts instance (`/dev/ptmx` is its
@@ -255,14 +775,12 @@ fn is_full(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Find argv[0] on the sandbox's PATH when it has no slash.
-fn resolve(spec: &JailSpec) -> Option<PathBuf> {
-    let cmd = &spec.argv[0];
+/// Find `cmd` on the environment's PATH when it has no slash.
+fn resolve(cmd: &str, env: &[(String, String)]) -> Option<PathBuf> {
     if cmd.contains('/') {
         return Some(PathBuf::from(cmd));
     }
-    let path = spec
-        .env
+    let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
@@ -361,70 +879,6 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
     })
 }
 
-/// Reap every child, forward signals to the payload, and answer exit-watch
-/// notifications. Returns the payload's raw wait status, whether any
-/// process exited holding RLIMIT_NOFILE fds, and whether any exited with
-/// its peak address space near the RLIMIT_AS memory fallback `as_limit`.
-fn reap_until(
-    payload: libc::pid_t,
-    set: &libc::sigset_t,
-    listener: Option<&OwnedFd>,
-    nofile: u64,
-    as_limit: Option<u64>,
-) -> (i32, bool, bool) {
-    // SAFETY: `set` is initialised and blocked in this thread; -1 asks for a new fd.
-    let sfd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    if sfd < 0 {
-        fail(format!("signalfd: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: signalfd returned a fresh fd that we now own.
-    let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
-    let mut nofile_hit = false;
-    let mut memory_hit = false;
-    loop {
-        let mut fds = vec![PollFd::new(&sfd, PollFlags::IN)];
-        if let Some(l) = listener {
-            fds.push(PollFd::new(l, PollFlags::IN));
-        }
-        if poll(&mut fds, None).is_err() {
-            continue; // EINTR
-        }
-        let listener_ready = listener.is_some() && !fds[fds.len() - 1].revents().is_empty();
-        drop(fds);
-        if listener_ready {
-            if let Some(l) = listener {
-                match crate::exitwatch::serve_one(l, as_limit.is_some()) {
-                    crate::exitwatch::Notice::Exit { fds, vm_peak } => {
-                        nofile_hit |= fds.is_some_and(|n| n as u64 >= nofile);
-                        if let (Some(peak), Some(limit)) = (vm_peak, as_limit) {
-                            memory_hit |= crate::exitwatch::near_limit(peak, limit);
-                        }
-                    }
-                    crate::exitwatch::Notice::Exec(event) => send(&Report::Event { event }),
-                    _ => {}
-                }
-            }
-        }
-        let mut info = [0u8; 128]; // struct signalfd_siginfo
-        while let Ok(128) = rustix::io::read(&sfd, &mut info) {
-            let sig = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-            if sig != libc::SIGCHLD {
-                sys::kill(payload, sig);
-                continue;
-            }
-            loop {
-                match sys::wait4(-1, libc::WNOHANG) {
-                    Ok(Some((pid, status, _))) if pid == payload => {
-                        return (status, nofile_hit, memory_hit)
-                    }
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
-    }
-}
-
 /// Build the NULL-terminated pointer arrays for execve.
 pub(crate) fn c_strings(items: impl IntoIterator<Item = String>) -> Vec<CString> {
     items
@@ -501,6 +955,19 @@ impl TouchWatch {
         send_with_fd(&Report::Watches { paths }, fd.as_fd())
             .map_err(|e| format!("handing the canary watch to the supervisor: {e}"))?;
         Ok(TouchWatch { fd: Some(fd), wds })
+    }
+
+    fn none() -> TouchWatch {
+        TouchWatch {
+            fd: None,
+            wds: Vec::new(),
+        }
+    }
+
+    /// Drops this process's copy of the fd, keeping the watches (in a
+    /// forked child).
+    fn forget(&mut self) {
+        self.fd = None;
     }
 
     /// Removes the watches (the supervisor's copy sees IN_IGNORED) and

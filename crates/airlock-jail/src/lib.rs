@@ -34,9 +34,11 @@ mod cgroup;
 mod doctor;
 mod error;
 mod exitwatch;
+mod files;
 mod hostids;
 mod init;
 mod landlock;
+mod live;
 mod mounts;
 mod payload;
 mod proto;
@@ -44,8 +46,10 @@ mod report;
 mod rlimit;
 mod seccomp;
 mod spawn;
+mod spawner;
 mod spec;
 mod sys;
+mod wipe;
 mod workspace;
 
 pub use cgroup::{detect as detect_cgroups, CgroupSupport, CgroupVersion};
@@ -56,6 +60,11 @@ pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockRepo
 pub use proto::INIT_ARG;
 pub use report::{
     CgroupReport, ExitReason, JailEvent, LimitHit, Notice, RunReport, StreamStats, INTERRUPT_WINDOW,
+};
+pub use files::{FileError, FileInfo, FileKind, Places, MAX_LIST};
+pub use live::{
+    ExecReport, ExecSpec, ExecStdin, LiveError, NoObserver, OutputChunk, Process, Sandbox,
+    SandboxObserver, Stream, MAX_EXEC_REQUEST,
 };
 pub use spawn::{check, run, settle, Collect, OutputSink, RunOptions, StdinMode};
 pub use spec::{

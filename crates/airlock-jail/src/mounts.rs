@@ -432,6 +432,17 @@ pub(crate) fn build_root(
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(&format!("size={},mode=1777", spec.tmp_size)),
     )?;
+    // /var/tmp: its own size-capped tmpfs (tools put files there that must
+    // outlive a reboot elsewhere; here nothing outlives the sandbox).
+    let var_tmp = new.join("var/tmp");
+    mkdir_p(&var_tmp, 0o1777)?;
+    mount(
+        Some("tmpfs"),
+        &var_tmp,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&format!("size={},mode=1777", spec.tmp_size)),
+    )?;
     let home_dir = under(new, &spec.home_path);
     mkdir_p(&home_dir, 0o755)?;
     mount(
@@ -497,10 +508,29 @@ pub(crate) fn build_root(
     Ok(())
 }
 
+/// The writable places that the supervisor reads and writes files beneath
+/// (a live sandbox's files API), as paths inside the sandbox: the
+/// workspace first.
+pub(crate) fn file_places(spec: &JailSpec) -> Vec<PathBuf> {
+    vec![
+        spec.workspace_path.clone(),
+        PathBuf::from("/tmp"),
+        PathBuf::from("/var/tmp"),
+        spec.home_path.clone(),
+    ]
+}
+
+/// The places a reset empties: every size-capped tmpfs (a host workspace
+/// is the caller's directory, and is left as it is).
+pub(crate) fn reset_places(spec: &JailSpec) -> Vec<PathBuf> {
+    capped_mounts(spec)
+}
+
 /// Size-capped tmpfs mounts whose fullness is reported as a "disk" limit hit.
 pub(crate) fn capped_mounts(spec: &JailSpec) -> Vec<PathBuf> {
     let mut v = vec![
         PathBuf::from("/tmp"),
+        PathBuf::from("/var/tmp"),
         spec.home_path.clone(),
         PathBuf::from("/dev/shm"),
     ];

@@ -6,26 +6,37 @@
 use std::ffi::CString;
 use std::path::Path;
 
-use crate::init::c_strings;
-use crate::proto::{InitConfig, Report};
+use crate::init::{c_strings, Stdio};
+use crate::proto::{ExecPlan, InitConfig, Report};
 use crate::sys;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The exec this process is (for its failure report).
+static EXEC_ID: AtomicU64 = AtomicU64::new(0);
 
 fn fail(message: String) -> ! {
-    let bytes = serde_json::to_vec(&Report::SetupError { message }).expect("serializes");
+    let bytes = serde_json::to_vec(&Report::SetupError {
+        id: Some(EXEC_ID.load(Ordering::Relaxed)),
+        message,
+    })
+    .expect("serializes");
     sys::write_all_raw(3, &bytes);
     sys::exit_now(125);
 }
 
-/// Contain the calling process and exec the command. Never returns.
+/// Contain the calling process and exec the plan's command. Never returns.
 pub(crate) fn run(
     cfg: &InitConfig,
+    plan: &ExecPlan,
     exe: Option<&Path>,
     watch_sock: OwnedFd,
-    tty: Option<OwnedFd>,
+    stdio: Stdio,
     t0: std::time::Instant,
 ) -> ! {
+    EXEC_ID.store(plan.id, Ordering::Relaxed);
     let spec = &cfg.spec;
+    let Stdio { passed, tty } = stdio;
     let mut phases = cfg.phases.clone();
     let mut mark = |name: &str| phases.push((name.to_string(), t0.elapsed().as_micros() as u64));
     mark("forked");
@@ -37,6 +48,18 @@ pub(crate) fn run(
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+
+    // 1b. The exec's own stdin, stdout and stderr, when the supervisor
+    //     passed them (a live sandbox's exec); else init's.
+    if let [i, o, e] = passed.as_slice() {
+        let stdio = rustix::stdio::dup2_stdin(i)
+            .and_then(|()| rustix::stdio::dup2_stdout(o))
+            .and_then(|()| rustix::stdio::dup2_stderr(e));
+        if let Err(e) = stdio {
+            fail(format!("dup2 of the exec's stdio: {e}"));
+        }
+    }
+    drop(passed);
 
     // 2. A new session: no controlling terminal, so TIOCSTI has no target
     //    even before seccomp denies it (CVE-2017-5226).
@@ -68,9 +91,9 @@ pub(crate) fn run(
         fail(e);
     }
 
-    // 4. Start in the workspace.
-    if let Err(e) = std::env::set_current_dir(&spec.workspace_path) {
-        fail(format!("chdir {}: {e}", spec.workspace_path.display()));
+    // 4. Start in the plan's directory (the workspace by default).
+    if let Err(e) = std::env::set_current_dir(&plan.cwd) {
+        fail(format!("chdir {}: {e}", plan.cwd.display()));
     }
 
     // 5. no_new_privs: required by Landlock and seccomp without
@@ -95,22 +118,29 @@ pub(crate) fn run(
     // 8. Strings for execve.
     let Some(exe) = exe else {
         let bytes = serde_json::to_vec(&Report::ExecError {
+            id: plan.id,
             errno: libc::ENOENT,
-            path: spec.argv[0].clone(),
+            path: plan.argv[0].clone(),
         })
         .expect("serializes");
         sys::write_all_raw(3, &bytes);
         sys::exit_now(127);
     };
     let path = CString::new(exe.as_os_str().as_encoded_bytes()).expect("validated: no NUL");
-    let argv = c_strings(spec.argv.iter().cloned());
-    let envp = c_strings(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let argv = c_strings(plan.argv.iter().cloned());
+    let envp = c_strings(plan.env.iter().map(|(k, v)| format!("{k}={v}")));
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
     mark("exec prepared");
-    let ready = serde_json::to_vec(&Report::Ready { landlock, phases }).expect("serializes");
+    let ready = serde_json::to_vec(&Report::Started {
+        id: plan.id,
+        pid: rustix::process::getpid().as_raw_nonzero().get(),
+        landlock,
+        phases,
+    })
+    .expect("serializes");
 
     // 9. seccomp last: from here on the syscall surface is the sandbox's.
     if let Err(e) = cfg.seccomp.install() {
@@ -144,6 +174,7 @@ pub(crate) fn run(
     sys::write_all_raw(3, &ready);
     let errno = sys::execve_raw(&path, &argv_p, &envp_p);
     let msg = serde_json::to_vec(&Report::ExecError {
+        id: plan.id,
         errno,
         path: exe.display().to_string(),
     })

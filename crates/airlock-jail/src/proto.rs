@@ -70,6 +70,51 @@ pub(crate) struct InitConfig {
     /// and controlling terminal.
     #[serde(default)]
     pub(crate) tty: Option<TtySize>,
+    /// A live sandbox: after set-up init sends the directory fds of the
+    /// writable places ([`Report::Places`]) and then serves [`Request`]s.
+    #[serde(default)]
+    pub(crate) live: bool,
+}
+
+/// What the supervisor asks of init once the sandbox is set up (JSON on
+/// the control socket; an `Exec` of passed stdio carries three fds).
+/// Only the supervisor holds the other end of the socket, and init keeps
+/// it out of every payload's fd table (close-on-exec, closed before exec),
+/// so nothing inside the sandbox can send one.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Request {
+    /// Start a process in the sandbox.
+    Exec(ExecPlan),
+    /// Send a signal to an exec's process.
+    Signal { id: u64, signal: i32 },
+    /// Kill an exec's whole tree (its process and every descendant,
+    /// daemonized ones included).
+    KillTree { id: u64 },
+    /// Kill every process and put the writable places back to their state
+    /// at create (answered by [`Report::ResetDone`]).
+    Reset,
+    /// Kill every process, hand out the copy-out files, and exit.
+    Close,
+}
+
+/// One process to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExecPlan {
+    /// The supervisor's id for it (in every report about it).
+    pub(crate) id: u64,
+    /// The command; `argv[0]` is looked up on the plan's PATH.
+    pub(crate) argv: Vec<String>,
+    /// The whole environment.
+    pub(crate) env: Vec<(String, String)>,
+    /// Where it starts (absolute, inside the sandbox).
+    pub(crate) cwd: std::path::PathBuf,
+    /// `true`: stdin, stdout and stderr are attached to the request, in
+    /// that order; `false`: init's own (those of a one-shot run).
+    pub(crate) passed_stdio: bool,
+    /// Give it a new pseudo-terminal (init's config has its size).
+    pub(crate) tty: bool,
 }
 
 /// A terminal's window size.
@@ -83,17 +128,22 @@ pub(crate) struct TtySize {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Report {
-    /// The payload is about to exec; Landlock's outcome.
-    Ready {
+    /// An exec's process is about to exec; its pid and Landlock's outcome.
+    Started {
+        id: u64,
+        pid: i32,
         landlock: LandlockReport,
         /// Set-up phases inside the sandbox, microseconds since init started.
         phases: Vec<(String, u64)>,
     },
-    /// Set-up failed before the payload could start.
-    SetupError { message: String },
-    /// The payload could not be executed.
-    ExecError { errno: i32, path: String },
-    /// The payload ended; `status` is the raw wait status.
+    /// Set-up failed: the sandbox's (`id` none) or an exec's.
+    SetupError {
+        #[serde(default)]
+        id: Option<u64>,
+        message: String,
+    },
+    /// An exec's command could not be executed.
+    ExecError { id: u64, errno: i32, path: String },
     /// Sent with the listening sockets attached (SCM_RIGHTS), in spec order.
     Listeners { count: usize },
     /// The canary watch: an inotify fd attached (SCM_RIGHTS), and what
@@ -107,8 +157,23 @@ pub(crate) enum Report {
     CopyOut { path: String, size: u64 },
     /// A copy-out path that was not handed out, and why.
     CopyOutRefused { path: String, reason: String },
-    Exit {
+    /// The directories of the writable places, in the order of `paths`,
+    /// attached (SCM_RIGHTS, `O_PATH`): files are read and written from the
+    /// supervisor beneath them.
+    Places { paths: Vec<String> },
+    /// The writable places are back to their state at create; every
+    /// process was killed. `error` says what could not be restored.
+    ResetDone { error: Option<String> },
+    /// Init handed out the copy-out files and is exiting.
+    Closed,
+    /// An exec's process ended; `status` is the raw wait status. With
+    /// `lost`, the monitor that waits for it was killed from inside the
+    /// sandbox, and the status is unknown.
+    Exited {
+        id: u64,
         status: i32,
+        #[serde(default)]
+        lost: bool,
         full: Vec<String>,
         /// A process exited holding as many fds as RLIMIT_NOFILE allows.
         nofile: bool,

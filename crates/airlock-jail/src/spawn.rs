@@ -6,7 +6,7 @@
 //! prepared before the clone) and re-executes the airlock binary as the
 //! sandbox's init, so spawning is safe from a multi-threaded supervisor.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -19,12 +19,12 @@ use crate::error::{JailError, SpawnError, SpecError};
 use crate::hostids::HostIdLease;
 use crate::landlock::LandlockReport;
 use crate::proto::TtySize;
-use crate::proto::{step, InitConfig, Report, GO, INIT_ARG, PLACED, PRE_EXEC_TAG};
+use crate::proto::{step, InitConfig, Report, GO, PLACED, PRE_EXEC_TAG};
 use crate::report::{
     CgroupReport, ExitReason, JailEvent, LimitHit, Notice, RunReport, StreamStats, INTERRUPT_WINDOW,
 };
 use crate::spec::{JailSpec, WorkspaceSource};
-use crate::sys::{self, CloneArgs, Forked};
+use crate::sys;
 use crate::workspace::{self, Attach, TREE_FD};
 
 /// Where the payload's output goes while it runs.
@@ -195,7 +195,7 @@ fn receive_listeners(ctl: &OwnedFd, want: usize) -> Result<Vec<OwnedFd>, JailErr
             Ok(Report::Listeners { count }) if count == want && fds.len() == want => {
                 return Ok(fds)
             }
-            Ok(Report::SetupError { message }) => return Err(SpawnError::Setup(message).into()),
+            Ok(Report::SetupError { message, .. }) => return Err(SpawnError::Setup(message).into()),
             Ok(other) => {
                 format!("unexpected report while waiting for network listeners: {other:?}")
             }
@@ -218,7 +218,7 @@ fn pending_setup_error(ctl: &OwnedFd) -> Option<String> {
                 if let Some(failure) = pre_exec_failure(msg) {
                     return Some(failure);
                 }
-                if let Ok(Report::SetupError { message }) = serde_json::from_slice(msg) {
+                if let Ok(Report::SetupError { message, .. }) = serde_json::from_slice(msg) {
                     return Some(message);
                 }
             }
@@ -229,10 +229,10 @@ fn pending_setup_error(ctl: &OwnedFd) -> Option<String> {
     None
 }
 
-struct IdMap {
-    host_uid: u32,
-    host_gid: u32,
-    privileged: bool,
+pub(crate) struct IdMap {
+    pub(crate) host_uid: u32,
+    pub(crate) host_gid: u32,
+    pub(crate) privileged: bool,
     /// Held while the sandbox lives: its host uid is its own (root mode).
     _lease: Option<HostIdLease>,
 }
@@ -242,6 +242,8 @@ struct HostWs {
     attach: Attach,
     /// The detached mount init moves into place ([`Attach::Tree`]).
     tree: Option<OwnedFd>,
+    /// The directory as the supervisor opened it.
+    opened: Option<workspace::HostWorkspace>,
 }
 
 /// The sandbox's host ids and its host workspace.
@@ -273,6 +275,7 @@ fn prepare_ids(spec: &mut JailSpec) -> Result<(IdMap, Option<HostWs>), JailError
         let ws = ws.map(|w| HostWs {
             attach: w.lookup(),
             tree: None,
+            opened: Some(w),
         });
         return Ok((ids, ws));
     }
@@ -300,6 +303,7 @@ fn prepare_ids(spec: &mut JailSpec) -> Result<(IdMap, Option<HostWs>), JailError
             Some(HostWs {
                 attach: Attach::Tree,
                 tree: Some(tree),
+                opened: Some(w),
             }),
         )),
         Err(e) if w.uid == 0 => Err(SpecError::Workspace {
@@ -333,6 +337,7 @@ fn prepare_ids(spec: &mut JailSpec) -> Result<(IdMap, Option<HostWs>), JailError
                 Some(HostWs {
                     attach: Attach::Tree,
                     tree: Some(tree),
+                    opened: Some(w),
                 }),
             ))
         }
@@ -373,22 +378,22 @@ fn write_maps(pid: i32, spec: &JailSpec, ids: &IdMap) -> Result<(), SpawnError> 
 }
 
 /// Everything the cloned child touches, prepared before the clone.
-struct PreExec<'a> {
-    ctl: RawFd,
-    stdin: RawFd,
-    stdout: RawFd,
-    stderr: RawFd,
-    privileged: bool,
-    uid: u32,
-    gid: u32,
-    last_cap: u32,
-    cgroup_tasks: &'a [RawFd],
+pub(crate) struct PreExec<'a> {
+    pub(crate) ctl: RawFd,
+    pub(crate) stdin: RawFd,
+    pub(crate) stdout: RawFd,
+    pub(crate) stderr: RawFd,
+    pub(crate) privileged: bool,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) last_cap: u32,
+    pub(crate) cgroup_tasks: &'a [RawFd],
     /// A detached workspace mount for init at [`TREE_FD`], or -1. It is
     /// above [`TREE_FD`], so moving the other sources first never clobbers it.
-    ws_tree: RawFd,
-    exe: &'a CStr,
-    argv: &'a [*const libc::c_char],
-    envp: &'a [*const libc::c_char],
+    pub(crate) ws_tree: RawFd,
+    pub(crate) exe: &'a CStr,
+    pub(crate) argv: &'a [*const libc::c_char],
+    pub(crate) envp: &'a [*const libc::c_char],
 }
 
 fn pre_exec_fail(ctl: RawFd, st: u8, errno: i32) -> ! {
@@ -399,7 +404,7 @@ fn pre_exec_fail(ctl: RawFd, st: u8, errno: i32) -> ! {
 
 /// The cloned child, up to the exec of the airlock init. Async-signal-safe:
 /// raw syscalls on prepared data, no allocation, no locks.
-fn child_after_clone(p: &PreExec<'_>) -> ! {
+pub(crate) fn child_after_clone(p: &PreExec<'_>) -> ! {
     // Move into the sandbox's v1 cgroups ("0" is the writer itself) while
     // the parent writes our id maps.
     for &fd in p.cgroup_tasks {
@@ -651,14 +656,14 @@ fn forward_capped(stats: &mut StreamStats, cap: u64, data: &[u8], out: &mut dyn 
 const MAX_OPENS_REPORTED: u64 = 32;
 
 /// The sandbox's canary watch (an inotify fd made by init), read here.
-struct Touches {
-    fd: OwnedFd,
-    paths: Vec<(i32, String, u64)>,
+pub(crate) struct Touches {
+    pub(crate) fd: OwnedFd,
+    pub(crate) paths: Vec<(i32, String, u64)>,
 }
 
 impl Touches {
     /// Reports every open queued so far.
-    fn drain(&mut self, sink: &mut dyn OutputSink) {
+    pub(crate) fn drain(&mut self, sink: &mut dyn OutputSink) {
         use rustix::fs::inotify;
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut reader = inotify::Reader::new(&self.fd, &mut buf);
@@ -687,7 +692,7 @@ impl Touches {
 
     /// Reports what is left and the opens past the per-file cap, and
     /// hands the fd to the closer thread ([`settle`]).
-    fn finish(mut self, sink: &mut dyn OutputSink) {
+    pub(crate) fn finish(mut self, sink: &mut dyn OutputSink) {
         self.drain(sink);
         for (_, path, n) in &self.paths {
             if *n > MAX_OPENS_REPORTED {
@@ -847,7 +852,7 @@ fn copy_stdin_in_background(w: OwnedFd) {
     }
 }
 
-fn decode_status(status: i32) -> ExitReason {
+pub(crate) fn decode_status(status: i32) -> ExitReason {
     if libc::WIFEXITED(status) {
         ExitReason::Exit {
             code: libc::WEXITSTATUS(status),
@@ -871,15 +876,58 @@ pub fn check(spec: &JailSpec) -> Result<(), JailError> {
     Ok(())
 }
 
-/// Run `spec` to completion in a fresh sandbox.
-pub fn run(
+/// A sandbox that is set up: init has built the root, and waits for
+/// requests on the control socket.
+pub(crate) struct Booted {
+    /// The spec as run (the workspace path made real).
+    pub(crate) spec: JailSpec,
+    pub(crate) child: sys::Cloned,
+    pub(crate) ctl: OwnedFd,
+    pub(crate) cg: Option<Cgroup>,
+    pub(crate) support: cgroup::CgroupSupport,
+    pub(crate) ids: IdMap,
+    /// A live sandbox's writable places (path inside, `O_PATH` directory).
+    pub(crate) places: Vec<(PathBuf, OwnedFd)>,
+    /// A live sandbox's canary watch, when it has one.
+    pub(crate) touches: Option<Touches>,
+    /// The host workspace, open on the host side (a live sandbox's files
+    /// API writes there as the directory's owner).
+    pub(crate) host_ws: Option<workspace::HostWorkspace>,
+    /// When the boot started.
+    pub(crate) started: Instant,
+}
+
+/// What the sandbox's cgroup is, for reports.
+pub(crate) fn cgroup_report(cg: &Option<Cgroup>, support: &cgroup::CgroupSupport) -> CgroupReport {
+    CgroupReport {
+        version: cg.as_ref().map(|c| c.version()),
+        controllers: cg
+            .as_ref()
+            .map(|c| c.controllers.clone())
+            .unwrap_or_default(),
+        note: support.note.clone(),
+    }
+}
+
+/// Builds a sandbox: validate, compile seccomp, lease ids, open the host
+/// workspace, create the cgroup, clone, map ids, hand init its config,
+/// serve the network listeners, and place it in its cgroup. Init's stdio
+/// is `stdio` (stdin, stdout, stderr: a one-shot run's); `live` makes
+/// init send its writable places and serve requests for a live sandbox.
+pub(crate) fn boot(
     spec: &JailSpec,
-    opts: &RunOptions,
-    sink: &mut dyn OutputSink,
-) -> Result<RunReport, JailError> {
+    live: bool,
+    tty: Option<TtySize>,
+    stdio: [RawFd; 3],
+    listeners: &mut dyn FnMut(Vec<OwnedFd>) -> Result<(), String>,
+) -> Result<Booted, JailError> {
     let started = Instant::now();
     // One validation pass before any side effect.
-    spec.validate()?;
+    if live {
+        spec.validate_sandbox()?;
+    } else {
+        spec.validate()?;
+    }
     let mut spec = spec.clone();
     check_host_paths(&spec)?;
     let seccomp = crate::seccomp::compile(&spec.seccomp)?;
@@ -887,7 +935,7 @@ pub fn run(
 
     tracing::debug!(at = ?started.elapsed(), "spec validated");
     let support = cgroup::detect(spec.cgroup.root.as_deref());
-    let mut cg = Cgroup::create(&spec.cgroup, &support)?;
+    let cg = Cgroup::create(&spec.cgroup, &support)?;
     // Limits whose controller is unusable (and not required) fall back to
     // rlimits; `Cgroup::create` already refused the required ones.
     let enforced = |c: &str| {
@@ -898,9 +946,6 @@ pub fn run(
         memory: spec.cgroup.memory.filter(|_| !enforced("memory")),
         nproc: spec.cgroup.pids.filter(|_| !enforced("pids")),
     };
-    // With a terminal, its window size as it is now (init sets it on the
-    // new pty before the payload starts; SIGWINCH copies later changes).
-    let tty = (opts.stdin == StdinMode::Tty).then(caller_tty_size);
     let config = serde_json::to_vec(&InitConfig {
         spec: spec.clone(),
         seccomp,
@@ -908,15 +953,11 @@ pub fn run(
         workspace: host_ws.as_ref().map(|w| w.attach.clone()),
         phases: Vec::new(),
         tty,
+        live,
     })
     .expect("init config serializes");
 
     tracing::debug!(at = ?started.elapsed(), "cgroup created");
-    // Pipes and the control socket; all close-on-exec in the supervisor.
-    let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
-    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
     let (ctl, ctl_child) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
@@ -924,6 +965,166 @@ pub fn run(
         None,
     )
     .map_err(|e| sys::SysError::from_errno("socketpair", e.raw_os_error()))?;
+    let cgroup_tasks: Vec<OwnedFd> = match &cg {
+        Some(c) => c.self_move_fds()?,
+        None => Vec::new(),
+    };
+    let pre = crate::spawner::PreExecOwned {
+        ctl: ctl_child.as_raw_fd(),
+        stdin: stdio[0],
+        stdout: stdio[1],
+        stderr: stdio[2],
+        privileged: ids.privileged,
+        uid: spec.uid,
+        gid: spec.gid,
+        last_cap: sys::cap_last_cap(),
+        cgroup_tasks: cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect(),
+        ws_tree: host_ws
+            .as_ref()
+            .and_then(|w| w.tree.as_ref())
+            .map_or(-1, |t| t.as_raw_fd()),
+        flags: (libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS) as u64,
+        cgroup: cg.as_ref().and_then(|c| c.clone_into_fd()),
+    };
+    let child = crate::spawner::clone_init(pre).map_err(SpawnError::from)?;
+    // The child has its copy of the workspace mount; ours goes.
+    drop((ctl_child, cgroup_tasks));
+    let host_dir = host_ws.and_then(|w| w.opened);
+    tracing::debug!(at = ?started.elapsed(), "cloned");
+
+    let kill = |cg: &Option<Cgroup>| {
+        let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+        if let Some(c) = cg {
+            c.kill_all();
+        }
+    };
+    let mut places = Vec::new();
+    let mut touches = None;
+    let setup = (|| -> Result<(), JailError> {
+        write_maps(child.pid, &spec, &ids)?;
+        rustix::net::send(&ctl, &[GO], rustix::net::SendFlags::NOSIGNAL)
+            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
+        rustix::net::send(&ctl, &config, rustix::net::SendFlags::NOSIGNAL)
+            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
+        tracing::debug!(at = ?started.elapsed(), "config sent");
+        if !spec.net.listeners.is_empty() {
+            let fds = receive_listeners(&ctl, spec.net.listeners.len())?;
+            listeners(fds).map_err(|reason| SpawnError::Network { reason })?;
+            tracing::debug!(at = ?started.elapsed(), "network listeners handed over");
+        }
+        if live {
+            let (p, t) = receive_places(&ctl)?;
+            places = p;
+            touches = t;
+        }
+        // The child moved itself into its v1 cgroups before reading "go"
+        // (v2: clone3 placed it); init may start payloads.
+        tracing::debug!(at = ?started.elapsed(), "init may start the payload");
+        rustix::net::send(&ctl, &[PLACED], rustix::net::SendFlags::NOSIGNAL)
+            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        // A send that failed because init already gave up: what init said
+        // is waiting on the socket, and is the real reason.
+        let e = pending_setup_error(&ctl).map_or(e, |m| SpawnError::Setup(m).into());
+        kill(&cg);
+        let _ = sys::wait4(child.pid, libc::__WALL);
+        let mut cg = cg;
+        if let Some(c) = cg.as_mut() {
+            c.remove();
+        }
+        return Err(e);
+    }
+    Ok(Booted {
+        spec,
+        child,
+        ctl,
+        cg,
+        support,
+        ids,
+        places,
+        touches,
+        host_ws: host_dir,
+        started,
+    })
+}
+
+/// Receives a live sandbox's canary watch (if any) and its writable places.
+fn receive_places(ctl: &OwnedFd) -> Result<(Vec<(PathBuf, OwnedFd)>, Option<Touches>), JailError> {
+    let mut touches = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+        let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let msg = rustix::net::recvmsg(
+            ctl,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut anc,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )
+        .map_err(|e| sys::SysError::from_errno("recvmsg", e.raw_os_error()))?;
+        let mut fds: Vec<OwnedFd> = anc
+            .drain()
+            .flat_map(|m| match m {
+                rustix::net::RecvAncillaryMessage::ScmRights(fds) => fds.collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let body = &buf[..msg.bytes];
+        if body.is_empty() {
+            return Err(SpawnError::Setup("the sandbox exited during set-up".into()).into());
+        }
+        if let Some(failure) = pre_exec_failure(body) {
+            return Err(SpawnError::Setup(failure).into());
+        }
+        match serde_json::from_slice::<Report>(body) {
+            Ok(Report::Watches { paths }) if fds.len() == 1 => {
+                touches = Some(Touches {
+                    fd: fds.remove(0),
+                    paths: paths.into_iter().map(|(wd, p)| (wd, p, 0)).collect(),
+                });
+            }
+            Ok(Report::Places { paths }) if fds.len() == paths.len() => {
+                let places = paths.into_iter().map(PathBuf::from).zip(fds).collect();
+                return Ok((places, touches));
+            }
+            Ok(Report::SetupError { message, .. }) => {
+                return Err(SpawnError::Setup(message).into())
+            }
+            Ok(other) => {
+                return Err(SpawnError::Setup(format!(
+                    "unexpected report during set-up: {other:?}"
+                ))
+                .into())
+            }
+            Err(e) => {
+                return Err(SpawnError::Setup(format!("malformed report from sandbox: {e}")).into())
+            }
+        }
+    }
+}
+
+/// Run `spec` to completion in a fresh sandbox: boot it, start the
+/// command as its one exec, relay its output (and terminal), and close it.
+pub fn run(
+    spec: &JailSpec,
+    opts: &RunOptions,
+    sink: &mut dyn OutputSink,
+) -> Result<RunReport, JailError> {
+    // With a terminal, its window size as it is now (init sets it on the
+    // new pty before the payload starts; SIGWINCH copies later changes).
+    let tty = (opts.stdin == StdinMode::Tty).then(caller_tty_size);
+    // Pipes for the payload's stdio; all close-on-exec in the supervisor.
+    let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| sys::SysError::from_errno("pipe", e.raw_os_error()))?;
     let devnull: OwnedFd = fs::File::open("/dev/null")
         .map_err(|e| sys::SysError {
             call: "open(/dev/null)",
@@ -964,100 +1165,58 @@ pub fn run(
         }
         _ => devnull.as_raw_fd(),
     };
-
-    // Strings for the child, built before the clone.
-    let exe = CString::new("/proc/self/exe").expect("static");
-    let argv_c = [
-        CString::new("airlock-init").expect("static"),
-        CString::new(INIT_ARG).expect("static"),
-    ];
-    let argv: Vec<*const libc::c_char> = argv_c
-        .iter()
-        .map(|c| c.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    // init starts with an empty environment: the caller's never enters.
-    let envp: Vec<*const libc::c_char> = vec![std::ptr::null()];
-    let cgroup_tasks: Vec<OwnedFd> = match &cg {
-        Some(c) => c.self_move_fds()?,
-        None => Vec::new(),
-    };
-    let cgroup_task_fds: Vec<RawFd> = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
-    let pre = PreExec {
-        ctl: ctl_child.as_raw_fd(),
-        stdin: stdin_fd,
-        stdout: out_w.as_raw_fd(),
-        stderr: err_w.as_raw_fd(),
-        privileged: ids.privileged,
-        uid: spec.uid,
-        gid: spec.gid,
-        last_cap: sys::cap_last_cap(),
-        cgroup_tasks: &cgroup_task_fds,
-        ws_tree: host_ws
-            .as_ref()
-            .and_then(|w| w.tree.as_ref())
-            .map_or(-1, |t| t.as_raw_fd()),
-        exe: &exe,
-        argv: &argv,
-        envp: &envp,
-    };
-    let flags = (libc::CLONE_NEWUSER
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS) as u64;
-    let clone_args = CloneArgs {
-        flags,
-        cgroup: cg.as_ref().and_then(|c| c.clone_into_fd()),
-    };
-    // SAFETY: the child runs only `child_after_clone`, which is
-    // async-signal-safe (raw syscalls on data prepared above) and ends in
-    // execve or _exit.
-    let child = match unsafe { sys::clone3(&clone_args) }.map_err(SpawnError::from)? {
-        Forked::Child => child_after_clone(&pre),
-        Forked::Parent(c) => c,
-    };
-    // The child has its copy of the workspace mount; ours goes.
-    drop((out_w, err_w, ctl_child, cgroup_tasks, host_ws));
+    let booted = boot(
+        spec,
+        false,
+        tty,
+        [stdin_fd, out_w.as_raw_fd(), err_w.as_raw_fd()],
+        &mut |fds| sink.network_listeners(fds),
+    )?;
+    drop((out_w, err_w, devnull));
     let stdin_writer = stdin_copy.map(|(r, w)| {
         drop(r);
         w
     });
-    tracing::debug!(at = ?started.elapsed(), "cloned");
-
+    let Booted {
+        spec,
+        child,
+        ctl,
+        mut cg,
+        support,
+        ids,
+        started,
+        ..
+    } = booted;
     let kill_sandbox = |cg: &Option<Cgroup>| {
         let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
         if let Some(c) = cg {
             c.kill_all();
         }
     };
-    let setup = (|| -> Result<(), JailError> {
-        write_maps(child.pid, &spec, &ids)?;
-        rustix::net::send(&ctl, &[GO], rustix::net::SendFlags::NOSIGNAL)
-            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
-        rustix::net::send(&ctl, &config, rustix::net::SendFlags::NOSIGNAL)
-            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
-        tracing::debug!(at = ?started.elapsed(), "config sent");
-        if !spec.net.listeners.is_empty() {
-            let fds = receive_listeners(&ctl, spec.net.listeners.len())?;
-            sink.network_listeners(fds)
-                .map_err(|reason| SpawnError::Network { reason })?;
-            tracing::debug!(at = ?started.elapsed(), "network listeners handed over");
-        }
-        // The child moved itself into its v1 cgroups before reading "go"
-        // (v2: clone3 placed it); init may start the payload.
-        tracing::debug!(at = ?started.elapsed(), "init may start the payload");
-        rustix::net::send(&ctl, &[PLACED], rustix::net::SendFlags::NOSIGNAL)
-            .map_err(|e| sys::SysError::from_errno("send", e.raw_os_error()))?;
-        Ok(())
-    })();
-    if let Err(e) = setup {
-        // A send that failed because init already gave up: what init said
-        // is waiting on the socket, and is the real reason.
-        let e = pending_setup_error(&ctl).map_or(e, |m| SpawnError::Setup(m).into());
+    // The one exec, with init's stdio (the pipes above) or the terminal.
+    let plan = crate::proto::Request::Exec(crate::proto::ExecPlan {
+        id: 0,
+        argv: spec.argv.clone(),
+        env: spec.env.clone(),
+        cwd: spec.workspace_path.clone(),
+        passed_stdio: false,
+        tty: tty.is_some(),
+    });
+    let sent = rustix::net::send(
+        &ctl,
+        &serde_json::to_vec(&plan).expect("request serializes"),
+        rustix::net::SendFlags::NOSIGNAL,
+    );
+    if let Err(e) = sent {
+        let e: JailError = pending_setup_error(&ctl).map_or_else(
+            || sys::SysError::from_errno("send", e.raw_os_error()).into(),
+            |m| SpawnError::Setup(m).into(),
+        );
         kill_sandbox(&cg);
-        let _ = sys::wait4(child.pid, 0);
+        let _ = sys::wait4(child.pid, libc::__WALL);
+        if let Some(c) = cg.as_mut() {
+            c.remove();
+        }
         return Err(e);
     }
 
@@ -1105,14 +1264,7 @@ pub fn run(
     let mut init_done: Option<(i32, libc::rusage)> = None;
     let mut touches: Option<Touches> = None;
     // What the sandbox's cgroup is: fixed for the run.
-    let cgroup_report = CgroupReport {
-        version: cg.as_ref().map(|c| c.version()),
-        controllers: cg
-            .as_ref()
-            .map(|c| c.controllers.clone())
-            .unwrap_or_default(),
-        note: support.note.clone(),
-    };
+    let cgroup_report = cgroup_report(&cg, &support);
 
     loop {
         if init_done.is_none() {
@@ -1229,18 +1381,19 @@ pub fn run(
                                 setup_error = Some(failure);
                             } else {
                                 match serde_json::from_slice::<Report>(msg) {
-                                    Ok(Report::Ready {
+                                    Ok(Report::Started {
                                         landlock: l,
                                         phases,
+                                        ..
                                     }) => {
                                         tracing::debug!(at = ?started.elapsed(), ?phases, "payload ready");
                                         sink.started(&l, &cgroup_report, ids.host_uid);
                                         landlock = Some(l)
                                     }
-                                    Ok(Report::SetupError { message }) => {
+                                    Ok(Report::SetupError { message, .. }) => {
                                         setup_error = Some(message)
                                     }
-                                    Ok(Report::ExecError { errno, path }) => {
+                                    Ok(Report::ExecError { errno, path, .. }) => {
                                         exec_error = Some(errno);
                                         setup_error.get_or_insert(format!(
                                             "{path}: {}",
@@ -1277,13 +1430,32 @@ pub fn run(
                                     Ok(Report::CopyOutRefused { path, reason }) => {
                                         sink.copy_out_refused(&path, &reason)
                                     }
-                                    Ok(Report::Exit {
+                                    Ok(Report::Exited {
                                         status,
                                         full,
                                         nofile,
                                         memory,
+                                        ..
                                     }) => {
                                         payload_exit = Some((status, full, nofile, memory));
+                                        // The run is over: init kills what
+                                        // is left, copies out, and exits.
+                                        let close = serde_json::to_vec(
+                                            &crate::proto::Request::Close,
+                                        )
+                                        .expect("request serializes");
+                                        let _ = rustix::net::send(
+                                            &ctl,
+                                            &close,
+                                            rustix::net::SendFlags::NOSIGNAL,
+                                        );
+                                    }
+                                    Ok(Report::Closed) => {}
+                                    Ok(
+                                        Report::Places { .. } | Report::ResetDone { .. },
+                                    ) => {
+                                        setup_error =
+                                            Some("unexpected live-sandbox report".into())
                                     }
                                     Ok(Report::Listeners { .. }) => {
                                         setup_error =

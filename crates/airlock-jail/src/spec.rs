@@ -252,6 +252,15 @@ impl JailSpec {
 
     /// Check every value before anything is created.
     pub fn validate(&self) -> Result<(), SpecError> {
+        if self.argv.is_empty() || self.argv[0].is_empty() {
+            return Err(SpecError::EmptyCommand);
+        }
+        self.validate_sandbox()
+    }
+
+    /// [`JailSpec::validate`] without the command: a live sandbox's spec,
+    /// whose processes come later.
+    pub fn validate_sandbox(&self) -> Result<(), SpecError> {
         if self.net.listeners.len() > MAX_LISTENERS {
             return Err(SpecError::TooManyListeners {
                 count: self.net.listeners.len(),
@@ -273,9 +282,6 @@ impl JailSpec {
             return Err(SpecError::Nul {
                 field: "net.resolv_conf",
             });
-        }
-        if self.argv.is_empty() || self.argv[0].is_empty() {
-            return Err(SpecError::EmptyCommand);
         }
         for a in &self.argv {
             if a.contains('\0') {

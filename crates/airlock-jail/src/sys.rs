@@ -220,6 +220,14 @@ pub(crate) fn set_non_dumpable() -> SysResult<()> {
     check("prctl(PR_SET_DUMPABLE)", ret as libc::c_long).map(drop)
 }
 
+/// `prctl(PR_SET_CHILD_SUBREAPER, 1)`: orphaned descendants re-parent to
+/// the caller instead of to pid 1.
+pub(crate) fn set_child_subreaper() -> SysResult<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer and no pointers.
+    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    check("prctl(PR_SET_CHILD_SUBREAPER)", ret as libc::c_long).map(drop)
+}
+
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
 pub(crate) fn set_no_new_privs() -> SysResult<()> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integers and no pointers.

@@ -38,7 +38,7 @@ pub(crate) const TREE_FD: i32 = 4;
 pub(crate) struct HostWorkspace {
     /// Its real path (the same as given, made absolute, with no symlink).
     pub(crate) path: PathBuf,
-    dir: OwnedFd,
+    pub(crate) dir: OwnedFd,
     /// Its owner.
     pub(crate) uid: u32,
     /// Its group.

@@ -336,12 +336,19 @@ pub(crate) struct CopyOutTarget {
     pub(crate) max: u64,
 }
 
-/// Between the jail and the caller's sink.
+/// Between the jail and the caller's sink: the caller's output, and the
+/// evidence.
 pub(crate) struct SessionSink<'a> {
     pub(crate) inner: &'a mut dyn OutputSink,
+    pub(crate) ev: EvidenceSink,
+}
+
+/// What a sandbox's observations become: audit events, evidence, the
+/// egress gateway it starts, canary scans and copy-out.
+pub(crate) struct EvidenceSink {
     pub(crate) shared: Arc<Shared>,
     pub(crate) gateway_cfg: Option<ProcessConfig>,
-    pub(crate) gateway: Option<GatewayProcess>,
+    pub(crate) gateway: Arc<Mutex<Option<GatewayProcess>>>,
     pub(crate) observer: Option<airlock_egress::EventObserver>,
     pub(crate) answers: Arc<Mutex<Option<AnswerHandle>>>,
     /// The run's canaries; the scanner is built on first use (building
@@ -354,15 +361,15 @@ pub(crate) struct SessionSink<'a> {
     pub(crate) copy_out: Option<CopyOutTarget>,
 }
 
-impl SessionSink<'_> {
-    fn scanner(&mut self) -> Option<&Scanner> {
+impl EvidenceSink {
+    pub(crate) fn scanner(&mut self) -> Option<&Scanner> {
         if self.scanner.is_none() && !self.canaries.is_empty() {
             self.scanner = Some(Scanner::new(&self.canaries));
         }
         self.scanner.as_ref()
     }
 
-    fn out_scan(&mut self) -> Option<&mut (StreamScanner, StreamScanner)> {
+    pub(crate) fn out_scan(&mut self) -> Option<&mut (StreamScanner, StreamScanner)> {
         if self.out_scan.is_none() {
             let s = self.scanner()?.clone();
             self.out_scan = Some((s.stream(), s.stream()));
@@ -370,7 +377,7 @@ impl SessionSink<'_> {
         self.out_scan.as_mut()
     }
 
-    fn leak(&self, hits: Vec<airlock_canary::Hit>, place: &str) {
+    pub(crate) fn leak(&self, hits: Vec<airlock_canary::Hit>, place: &str) {
         for h in hits {
             let leak = CanaryLeak {
                 canary: h.canary_id.clone(),
@@ -444,32 +451,8 @@ impl SessionSink<'_> {
     }
 }
 
-impl OutputSink for SessionSink<'_> {
-    fn stdout(&mut self, data: &[u8]) {
-        if let Some((s, _)) = self.out_scan() {
-            let hits = s.push(data);
-            self.leak(hits, "stdout");
-        }
-        self.inner.stdout(data)
-    }
-
-    fn stderr(&mut self, data: &[u8]) {
-        if let Some((_, s)) = self.out_scan() {
-            let hits = s.push(data);
-            self.leak(hits, "stderr");
-        }
-        self.inner.stderr(data)
-    }
-
-    fn stdin_pipe(&mut self, writer: OwnedFd) {
-        self.inner.stdin_pipe(writer)
-    }
-
-    fn notice(&mut self, notice: airlock_jail::Notice) {
-        self.inner.notice(notice)
-    }
-
-    fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
+impl EvidenceSink {
+    pub(crate) fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
         let Some(cfg) = self.gateway_cfg.as_ref() else {
             return Err("no gateway is configured for this sandbox".into());
         };
@@ -478,11 +461,11 @@ impl OutputSink for SessionSink<'_> {
             .map_err(|e| e.to_string())?;
         tracing::debug!(pid = gw.pid(), "egress gateway started");
         *self.answers.lock().unwrap_or_else(|p| p.into_inner()) = Some(gw.answers());
-        self.gateway = Some(gw);
+        *self.gateway.lock().unwrap_or_else(|p| p.into_inner()) = Some(gw);
         Ok(())
     }
 
-    fn event(&mut self, event: JailEvent) {
+    pub(crate) fn event(&mut self, event: JailEvent) {
         match event {
             JailEvent::Exec {
                 pid,
@@ -543,7 +526,7 @@ impl OutputSink for SessionSink<'_> {
         }
     }
 
-    fn copy_out(&mut self, path: &str, size: u64, file: std::fs::File) {
+    pub(crate) fn copy_out(&mut self, path: &str, size: u64, file: std::fs::File) {
         let Some(target) = self.copy_out.clone() else {
             return;
         };
@@ -580,7 +563,7 @@ impl OutputSink for SessionSink<'_> {
         self.shared.evidence().copy_out.push(record);
     }
 
-    fn copy_out_refused(&mut self, path: &str, reason: &str) {
+    pub(crate) fn copy_out_refused(&mut self, path: &str, reason: &str) {
         self.shared
             .record("copy_out.refused", json!({"path": path, "reason": reason}));
         self.shared.evidence().copy_out.push(CopyOutRecord {
@@ -592,16 +575,80 @@ impl OutputSink for SessionSink<'_> {
         });
     }
 
-    fn started(&mut self, landlock: &LandlockReport, cgroup: &CgroupReport, host_uid: u32) {
+    pub(crate) fn started(&mut self, landlock: &LandlockReport, cgroup: &CgroupReport, host_uid: u32) {
         self.shared.record(
             "sandbox.started",
             json!({"landlock": to_json(landlock), "cgroup": to_json(cgroup),
                    "host_uid": host_uid}),
         );
     }
+}
+
+impl OutputSink for SessionSink<'_> {
+    fn stdout(&mut self, data: &[u8]) {
+        if let Some((s, _)) = self.ev.out_scan() {
+            let hits = s.push(data);
+            self.ev.leak(hits, "stdout");
+        }
+        self.inner.stdout(data)
+    }
+
+    fn stderr(&mut self, data: &[u8]) {
+        if let Some((_, s)) = self.ev.out_scan() {
+            let hits = s.push(data);
+            self.ev.leak(hits, "stderr");
+        }
+        self.inner.stderr(data)
+    }
+
+    fn stdin_pipe(&mut self, writer: OwnedFd) {
+        self.inner.stdin_pipe(writer)
+    }
+
+    fn notice(&mut self, notice: airlock_jail::Notice) {
+        self.inner.notice(notice)
+    }
+
+    fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
+        self.ev.network_listeners(fds)
+    }
+
+    fn event(&mut self, event: JailEvent) {
+        self.ev.event(event)
+    }
+
+    fn copy_out(&mut self, path: &str, size: u64, file: std::fs::File) {
+        self.ev.copy_out(path, size, file)
+    }
+
+    fn copy_out_refused(&mut self, path: &str, reason: &str) {
+        self.ev.copy_out_refused(path, reason)
+    }
+
+    fn started(&mut self, landlock: &LandlockReport, cgroup: &CgroupReport, host_uid: u32) {
+        self.ev.started(landlock, cgroup, host_uid)
+    }
 
     fn should_abort(&mut self) -> bool {
-        self.shared.failed.load(Ordering::SeqCst) || self.inner.should_abort()
+        self.ev.shared.failed.load(Ordering::SeqCst) || self.inner.should_abort()
+    }
+}
+
+impl airlock_jail::SandboxObserver for EvidenceSink {
+    fn network_listeners(&mut self, fds: Vec<OwnedFd>) -> Result<(), String> {
+        EvidenceSink::network_listeners(self, fds)
+    }
+
+    fn event(&mut self, event: JailEvent) {
+        EvidenceSink::event(self, event)
+    }
+
+    fn copy_out(&mut self, path: &str, size: u64, file: std::fs::File) {
+        EvidenceSink::copy_out(self, path, size, file)
+    }
+
+    fn copy_out_refused(&mut self, path: &str, reason: &str) {
+        EvidenceSink::copy_out_refused(self, path, reason)
     }
 }
 

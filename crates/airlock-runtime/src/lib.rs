@@ -523,14 +523,22 @@ fn open_audit(
     Ok(Some(w))
 }
 
-/// Run the request in a fresh sandbox, streaming output to `sink`. With an
-/// allowlist network, an egress gateway process serves the sandbox's
-/// sockets for the length of the run. Canaries are planted and watched,
-/// execs recorded (when audited), escalations asked, files copied out,
-/// and every observation written to the audit log when there is one.
-pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport, RuntimeError> {
-    let sandbox = match &req.sandbox_id {
-        None => new_sandbox_id(),
+/// A sandbox about to be built: its jail spec, canaries, audit log,
+/// evidence sink (which starts the egress gateway) and approver thread.
+/// `run` and a live [`Sandbox`] start from the same value.
+pub(crate) struct Prepared {
+    pub(crate) sandbox: String,
+    pub(crate) spec: JailSpec,
+    pub(crate) shared: Arc<evidence::Shared>,
+    pub(crate) ev: evidence::EvidenceSink,
+    pub(crate) gateway: Arc<Mutex<Option<GatewayProcess>>>,
+    pub(crate) approver: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A caller-chosen sandbox id, or a fresh one.
+fn sandbox_id(id: Option<&str>) -> Result<String, RuntimeError> {
+    match id {
+        None => Ok(new_sandbox_id()),
         Some(id)
             if !id.is_empty()
                 && id.len() <= 64
@@ -538,10 +546,18 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
-            id.clone()
+            Ok(id.to_string())
         }
-        Some(id) => return Err(RuntimeError::SandboxId(id.clone())),
-    };
+        Some(id) => Err(RuntimeError::SandboxId(id.to_string())),
+    }
+}
+
+/// Everything before the jail builds the sandbox: validate, mint and plan
+/// the canaries, open the audit log and the copy-out directory, record
+/// `sandbox.created`, and ready the gateway's configuration and approver.
+/// `live` sandboxes have no command yet.
+pub(crate) fn prepare(req: &RunRequest, live: bool) -> Result<Prepared, RuntimeError> {
+    let sandbox = sandbox_id(req.sandbox_id.as_deref())?;
     let mut spec = jail_spec(req)?;
     let minted = mint_canaries(req)?;
     if let Some(m) = &minted {
@@ -571,8 +587,12 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
     // copy-out directory come first, so check the spec before them (only
     // then: compiling the seccomp filters twice is spawn-path work).
     let audited = req.audit.is_some() || req.profile.audit.dir.is_some();
-    if audited || copy_out.is_some() {
-        airlock_jail::check(&spec)?;
+    if audited || copy_out.is_some() || live {
+        if live {
+            spec.validate_sandbox().map_err(airlock_jail::JailError::from)?;
+        } else {
+            airlock_jail::check(&spec)?;
+        }
     }
     if let Some(t) = &copy_out {
         std::fs::create_dir_all(&t.dir).map_err(|e| RuntimeError::CopyOut {
@@ -597,7 +617,8 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         let created = json!({
             "profile": req.profile.name,
             "profile_sha256": evidence::hex(&sha2::Sha256::digest(profile_toml.as_bytes())),
-            "argv": req.argv,
+            "argv": if live { serde_json::Value::Null } else { json!(req.argv) },
+            "live": live,
             "workspace": req.workspace,
             "limits": req.profile.limits,
             "network": req.profile.network.mode,
@@ -607,6 +628,92 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         drop(ev);
         shared.record("sandbox.created", created);
     }
+    let net = &req.profile.network;
+    let plan = network_plan(net);
+    let (asks_tx, asks_rx) = std::sync::mpsc::channel();
+    let answers = Arc::new(Mutex::new(None));
+    let approver = plan.as_ref().map(|_| {
+        evidence::approver_thread(
+            Arc::clone(&shared),
+            asks_rx,
+            Arc::clone(&answers),
+            req.approver.clone(),
+            net.max_grant_ttl,
+            net.ask_timeout,
+        )
+    });
+    let gateway = Arc::new(Mutex::new(None));
+    let ev = evidence::EvidenceSink {
+        shared: Arc::clone(&shared),
+        gateway_cfg: plan.map(|(_, roles)| ProcessConfig {
+            sandbox: sandbox.clone(),
+            profile_toml,
+            roles,
+            canaries: minted
+                .as_ref()
+                .map(|m| m.set.canaries.clone())
+                .unwrap_or_default(),
+            block_canaries: req.profile.canaries.block_exfiltration,
+        }),
+        gateway: Arc::clone(&gateway),
+        observer: Some(evidence::gateway_observer(Arc::clone(&shared), asks_tx)),
+        answers,
+        canaries: minted
+            .as_ref()
+            .map(|m| m.set.canaries.clone())
+            .unwrap_or_default(),
+        scanner: None,
+        out_scan: None,
+        watched: minted
+            .as_ref()
+            .map(|m| m.watched.clone())
+            .unwrap_or_default(),
+        copy_out,
+    };
+    Ok(Prepared {
+        sandbox,
+        spec,
+        shared,
+        ev,
+        gateway,
+        approver,
+    })
+}
+
+/// Stops the gateway (if one ran) and the approver: what the gateway saw.
+pub(crate) fn stop_gateway(
+    sandbox: &str,
+    gateway: &Mutex<Option<GatewayProcess>>,
+    approver: Option<std::thread::JoinHandle<()>>,
+) -> Option<NetworkReport> {
+    let outcome = gateway
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .map(GatewayProcess::finish);
+    if let Some(t) = approver {
+        let _ = t.join();
+    }
+    outcome.map(|o| NetworkReport::from_events(sandbox.to_string(), o))
+}
+
+/// Run the request in a fresh sandbox, streaming output to `sink`: a
+/// sandbox prepared as a live one is, whose one process is the command
+/// (the jail's one-shot path boots the same way and starts the command
+/// through init's exec, relaying the caller's terminal and signals).
+/// With an allowlist network, an egress gateway process serves the
+/// sandbox's sockets for the length of the run. Canaries are planted and
+/// watched, execs recorded (when audited), escalations asked, files copied
+/// out, and every observation written to the audit log when there is one.
+pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport, RuntimeError> {
+    let Prepared {
+        sandbox,
+        spec,
+        shared,
+        ev,
+        gateway,
+        approver,
+    } = prepare(req, false)?;
     tracing::debug!(profile = %req.profile.name, argv = ?req.argv, "starting sandbox");
     let opts = RunOptions {
         stdin: if req.pipe_stdin {
@@ -622,56 +729,12 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
         },
         forward_signals: req.forward_signals,
     };
-    let net = &req.profile.network;
-    let plan = network_plan(net);
-    let (asks_tx, asks_rx) = std::sync::mpsc::channel();
-    let answers = Arc::new(Mutex::new(None));
-    let approver = plan.as_ref().map(|_| {
-        evidence::approver_thread(
-            Arc::clone(&shared),
-            asks_rx,
-            Arc::clone(&answers),
-            req.approver.clone(),
-            net.max_grant_ttl,
-            net.ask_timeout,
-        )
-    });
-    let mut session = evidence::SessionSink {
-        inner: sink,
-        shared: Arc::clone(&shared),
-        gateway_cfg: plan.map(|(_, roles)| ProcessConfig {
-            sandbox: sandbox.clone(),
-            profile_toml,
-            roles,
-            canaries: minted
-                .as_ref()
-                .map(|m| m.set.canaries.clone())
-                .unwrap_or_default(),
-            block_canaries: req.profile.canaries.block_exfiltration,
-        }),
-        gateway: None,
-        observer: Some(evidence::gateway_observer(Arc::clone(&shared), asks_tx)),
-        answers,
-        canaries: minted
-            .as_ref()
-            .map(|m| m.set.canaries.clone())
-            .unwrap_or_default(),
-        scanner: None,
-        out_scan: None,
-        watched: minted
-            .as_ref()
-            .map(|m| m.watched.clone())
-            .unwrap_or_default(),
-        copy_out,
-    };
+    let mut session = evidence::SessionSink { inner: sink, ev };
     let result = airlock_jail::run(&spec, &opts, &mut session);
     // The sandbox is gone (or never started): stop the gateway either way.
-    let outcome = session.gateway.take().map(GatewayProcess::finish);
-    session.observer = None; // closes the approver's queue when no gateway ran
+    session.ev.observer = None; // closes the approver's queue when no gateway ran
     drop(session);
-    if let Some(t) = approver {
-        let _ = t.join();
-    }
+    let network = stop_gateway(&sandbox, &gateway, approver);
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -684,7 +747,6 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
     for l in &report.limits_hit {
         shared.record("limit.hit", json!({"layer": "sandbox", "limit": l}));
     }
-    let network = outcome.map(|o| NetworkReport::from_events(sandbox.clone(), o));
     shared.record(
         "sandbox.ended",
         json!({
@@ -721,7 +783,7 @@ pub fn run(req: &RunRequest, sink: &mut dyn OutputSink) -> Result<SessionReport,
 }
 
 /// Closes the audit log (signing its head); a failure is remembered.
-fn close_audit(shared: &evidence::Shared) -> Option<AuditSummary> {
+pub(crate) fn close_audit(shared: &evidence::Shared) -> Option<AuditSummary> {
     let w = shared
         .audit
         .lock()
