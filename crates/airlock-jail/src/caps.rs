@@ -8,8 +8,8 @@ use caps::CapSet;
 pub(crate) fn drop_all() -> Result<(), String> {
     // A process forked from an init that already dropped everything has
     // an empty bounding set and no CAP_SETPCAP to touch it.
-    let bounding = caps::read(None, CapSet::Bounding)
-        .map_err(|e| format!("reading the bounding set: {e}"))?;
+    let bounding =
+        caps::read(None, CapSet::Bounding).map_err(|e| format!("reading the bounding set: {e}"))?;
     if !bounding.is_empty() {
         caps::clear(None, CapSet::Bounding)
             .map_err(|e| format!("clearing the bounding set: {e}"))?;

@@ -8,8 +8,10 @@
 //! path, and no symlink, `..` or mount that the sandbox planted leads out.
 //! A regular file with more than one link is refused too: the sandbox may
 //! have linked it to something it wants the caller to overwrite or read.
-//! Files and directories created here belong to whoever the sandbox's own
-//! creations belong to on the host.
+//! The supervisor works under the sandbox's own filesystem ids (its host
+//! uid, or a host workspace's owner: `setfsuid`, per thread), so what it
+//! creates belongs to whoever the sandbox's own creations belong to, and
+//! it reads and writes with the sandbox's permissions, never root's.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -166,8 +168,16 @@ fn info(path: &Path, st: &rustix::fs::Stat) -> FileInfo {
 struct Place {
     path: PathBuf,
     dir: OwnedFd,
-    /// Created entries are chowned to this (the supervisor is root).
-    owner: Option<(u32, u32)>,
+    /// The supervisor (root) works here as this uid and gid: what it
+    /// creates is theirs, and it has their permissions only.
+    fs_ids: Option<(u32, u32)>,
+}
+
+impl Place {
+    fn enter(&self) -> Option<crate::sys::FsIds> {
+        self.fs_ids
+            .map(|(uid, gid)| crate::sys::as_fs_ids(uid, gid))
+    }
 }
 
 /// The writable places of a live sandbox.
@@ -208,7 +218,7 @@ impl Places {
                         places.push(Place {
                             path,
                             dir,
-                            owner: root.then_some((w.uid, w.gid)),
+                            fs_ids: (root && w.uid != 0).then_some((w.uid, w.gid)),
                         });
                     }
                     continue;
@@ -217,7 +227,7 @@ impl Places {
             places.push(Place {
                 path,
                 dir,
-                owner: sandbox_owner,
+                fs_ids: sandbox_owner,
             });
         }
         Places {
@@ -303,10 +313,16 @@ impl Places {
         } else {
             rel
         };
+        // openat2 refuses O_PATH with any flag but these.
+        let extra = if flags.contains(OFlags::PATH) {
+            OFlags::CLOEXEC | OFlags::NOFOLLOW
+        } else {
+            OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY
+        };
         rustix::fs::openat2(
             &place.dir,
             rel,
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY,
+            flags | extra,
             Mode::from_raw_mode(mode),
             RESOLVE,
         )
@@ -341,10 +357,7 @@ impl Places {
                     Ok(d) => d,
                     Err(Errno::NOENT) if create => {
                         match rustix::fs::mkdirat(&dir, c, Mode::from_raw_mode(0o755)) {
-                            Ok(()) => {
-                                Self::chown_new(place, &dir, c).map_err(|e| map(shown, e))?
-                            }
-                            Err(Errno::EXIST) => {}
+                            Ok(()) | Err(Errno::EXIST) => {}
                             Err(e) => return Err(map(shown, e)),
                         }
                         rustix::fs::openat2(
@@ -363,22 +376,10 @@ impl Places {
         Ok((dir, name))
     }
 
-    fn chown_new<P: rustix::path::Arg>(place: &Place, dir: &OwnedFd, name: P) -> Result<(), Errno> {
-        match place.owner {
-            Some((uid, gid)) => rustix::fs::chownat(
-                dir,
-                name,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            ),
-            None => Ok(()),
-        }
-    }
-
     /// Reads a regular file of at most `max` bytes.
     pub fn read(&self, path: &str, max: u64) -> Result<Vec<u8>, FileError> {
         let (place, rel, _) = self.locate(path)?;
+        let _ids = place.enter();
         let fd = Self::open(place, &rel, OFlags::RDONLY | OFlags::NONBLOCK, 0)
             .map_err(|e| map(path, e))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| map(path, e))?;
@@ -421,6 +422,7 @@ impl Places {
     /// making missing parent directories.
     pub fn write(&self, path: &str, data: &[u8], mode: Option<u32>) -> Result<FileInfo, FileError> {
         let (place, rel, abs) = self.locate(path)?;
+        let _ids = place.enter();
         let (dir, name) = Self::parent(place, &rel, true, path)?;
         let perm = mode.unwrap_or(0o644) & 0o777;
         let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOFOLLOW;
@@ -432,8 +434,7 @@ impl Places {
         ) {
             Ok(fd) => (fd, true),
             Err(Errno::EXIST) => (
-                rustix::fs::openat(&dir, &name, flags, Mode::empty())
-                    .map_err(|e| map(path, e))?,
+                rustix::fs::openat(&dir, &name, flags, Mode::empty()).map_err(|e| map(path, e))?,
                 false,
             ),
             Err(e) => return Err(map(path, e)),
@@ -444,16 +445,6 @@ impl Places {
         }
         if st.st_nlink > 1 {
             return Err(FileError::HardLink(path.into()));
-        }
-        if created {
-            if let Some((uid, gid)) = place.owner {
-                rustix::fs::fchown(
-                    &fd,
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                )
-                .map_err(|e| map(path, e))?;
-            }
         }
         if created || mode.is_some() {
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(perm)).map_err(|e| map(path, e))?;
@@ -474,6 +465,7 @@ impl Places {
     /// A file's facts (a symlink is described, not followed).
     pub fn stat(&self, path: &str) -> Result<FileInfo, FileError> {
         let (place, rel, abs) = self.locate(path)?;
+        let _ids = place.enter();
         if rel.as_os_str().is_empty() {
             let st = rustix::fs::fstat(&place.dir).map_err(|e| map(path, e))?;
             return Ok(info(&abs, &st));
@@ -488,6 +480,7 @@ impl Places {
     /// left out), sorted by name.
     pub fn list(&self, path: &str) -> Result<(Vec<FileInfo>, bool), FileError> {
         let (place, rel, abs) = self.locate(path)?;
+        let _ids = place.enter();
         let fd = Self::open(place, &rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)
             .map_err(|e| map(path, e))?;
         let mut out = Vec::new();
@@ -515,9 +508,10 @@ impl Places {
     /// Makes a directory (and its parents with `parents`).
     pub fn mkdir(&self, path: &str, parents: bool) -> Result<FileInfo, FileError> {
         let (place, rel, abs) = self.locate(path)?;
+        let _ids = place.enter();
         let (dir, name) = Self::parent(place, &rel, parents, path)?;
         match rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755)) {
-            Ok(()) => Self::chown_new(place, &dir, &name).map_err(|e| map(path, e))?,
+            Ok(()) => {}
             Err(Errno::EXIST) if parents => {}
             Err(e) => return Err(map(path, e)),
         }
@@ -533,6 +527,7 @@ impl Places {
     /// with `recursive`, a directory and everything beneath it.
     pub fn remove(&self, path: &str, recursive: bool) -> Result<(), FileError> {
         let (place, rel, _) = self.locate(path)?;
+        let _ids = place.enter();
         let (dir, name) = Self::parent(place, &rel, false, path)?;
         let st =
             rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| map(path, e))?;

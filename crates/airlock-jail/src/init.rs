@@ -458,10 +458,7 @@ impl Server<'_> {
                     self.cfg,
                     &plan,
                     exe.as_deref(),
-                    Stdio {
-                        passed: stdio,
-                        tty,
-                    },
+                    Stdio { passed: stdio, tty },
                     watch_payload,
                     cmd_r,
                     status_w,
@@ -735,7 +732,9 @@ fn hand_over_places(spec: &JailSpec) {
         &mut anc,
         rustix::net::SendFlags::NOSIGNAL,
     ) {
-        fail(format!("handing the writable places to the supervisor: {e}"));
+        fail(format!(
+            "handing the writable places to the supervisor: {e}"
+        ));
     }
 }
 

@@ -75,6 +75,7 @@ pub(crate) fn restrict(
     ro.push("/proc".into());
     let rw: Vec<PathBuf> = vec![
         "/tmp".into(),
+        "/var/tmp".into(),
         "/dev/shm".into(),
         spec.home_path.clone(),
         spec.workspace_path.clone(),

@@ -55,16 +55,16 @@ mod workspace;
 pub use cgroup::{detect as detect_cgroups, CgroupSupport, CgroupVersion};
 pub use doctor::{doctor, Check, CheckStatus};
 pub use error::{CgroupError, JailError, LandlockError, SpawnError, SpecError, SysError};
+pub use files::{FileError, FileInfo, FileKind, Places, MAX_LIST};
 pub use hostids::{ROOT_MODE_UID_BASE, ROOT_MODE_UID_COUNT};
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
-pub use proto::INIT_ARG;
-pub use report::{
-    CgroupReport, ExitReason, JailEvent, LimitHit, Notice, RunReport, StreamStats, INTERRUPT_WINDOW,
-};
-pub use files::{FileError, FileInfo, FileKind, Places, MAX_LIST};
 pub use live::{
     ExecReport, ExecSpec, ExecStdin, LiveError, NoObserver, OutputChunk, Process, Sandbox,
     SandboxObserver, Stream, MAX_EXEC_REQUEST,
+};
+pub use proto::INIT_ARG;
+pub use report::{
+    CgroupReport, ExitReason, JailEvent, LimitHit, Notice, RunReport, StreamStats, INTERRUPT_WINDOW,
 };
 pub use spawn::{check, run, settle, Collect, OutputSink, RunOptions, StdinMode};
 pub use spec::{

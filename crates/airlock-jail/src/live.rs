@@ -550,10 +550,7 @@ impl Sandbox {
             cond: Condvar::new(),
             wake,
         });
-        self.shared
-            .lock()
-            .procs
-            .insert(id, Arc::clone(&proc_));
+        self.shared.lock().procs.insert(id, Arc::clone(&proc_));
         if let Err(e) = self
             .shared
             .send(&req, &[in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])
@@ -608,7 +605,9 @@ impl Sandbox {
                 break;
             }
         }
-        let report = p.report().ok_or_else(|| LiveError::Gone("no report".into()))?;
+        let report = p
+            .report()
+            .ok_or_else(|| LiveError::Gone("no report".into()))?;
         Ok((p, report))
     }
 
@@ -714,11 +713,7 @@ impl Sandbox {
             st.closed = true;
         }
         let asked = self.shared.send(&Request::Close, &[]).is_ok();
-        let reader = self
-            .reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
         if asked {
             // Init answers with its copy-out and `Closed`, then exits (the
             // reader sees end of file). Wait a bounded time.
@@ -766,11 +761,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let reader = self
-            .reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
         if reader.is_some() {
             self.shared.lock().closed = true;
             self.finish(reader);
@@ -847,8 +838,10 @@ impl Process {
             let Some(fd) = &st.stdin else {
                 return Err(LiveError::StdinClosed(self.shared.id));
             };
-            fd.try_clone()
-                .map_err(|e| SysError { call: "dup", source: e })?
+            fd.try_clone().map_err(|e| SysError {
+                call: "dup",
+                source: e,
+            })?
         };
         let mut f = fs::File::from(fd);
         std::io::Write::write_all(&mut f, data).map_err(|_| LiveError::StdinClosed(self.shared.id))
@@ -1009,13 +1002,7 @@ fn write_in_background(w: OwnedFd, bytes: Vec<u8>) {
 /// tree at its deadline. After the exit it drains what was written before
 /// it, marks the process drained, and goes on reading what background
 /// descendants write until they close the pipes.
-fn pump(
-    sandbox: &Shared,
-    p: &ProcShared,
-    out: OwnedFd,
-    err: OwnedFd,
-    deadline: Option<Instant>,
-) {
+fn pump(sandbox: &Shared, p: &ProcShared, out: OwnedFd, err: OwnedFd, deadline: Option<Instant>) {
     for fd in [&out, &err] {
         let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
     }
@@ -1131,11 +1118,7 @@ fn drain(p: &ProcShared, i: usize, slot: &mut Option<OwnedFd>, buf: &mut [u8]) {
 }
 
 /// The sandbox's reader thread: init's reports, and the canary watch.
-fn read_reports(
-    sh: &Shared,
-    mut touches: Option<Touches>,
-    mut observer: Box<dyn SandboxObserver>,
-) {
+fn read_reports(sh: &Shared, mut touches: Option<Touches>, mut observer: Box<dyn SandboxObserver>) {
     let mut buf = vec![0u8; 1 << 20];
     let why = loop {
         let mut pfds = vec![PollFd::new(&sh.ctl, PollFlags::IN)];
@@ -1195,7 +1178,10 @@ fn read_reports(
                     st.landlock = Some(landlock);
                 }
             }
-            Report::SetupError { id: Some(id), message } => {
+            Report::SetupError {
+                id: Some(id),
+                message,
+            } => {
                 if let Some(p) = proc_of(id) {
                     let mut st = p.lock();
                     st.setup_error.get_or_insert(message);

@@ -1094,9 +1094,7 @@ fn receive_places(ctl: &OwnedFd) -> Result<(Vec<(PathBuf, OwnedFd)>, Option<Touc
                 let places = paths.into_iter().map(PathBuf::from).zip(fds).collect();
                 return Ok((places, touches));
             }
-            Ok(Report::SetupError { message, .. }) => {
-                return Err(SpawnError::Setup(message).into())
-            }
+            Ok(Report::SetupError { message, .. }) => return Err(SpawnError::Setup(message).into()),
             Ok(other) => {
                 return Err(SpawnError::Setup(format!(
                     "unexpected report during set-up: {other:?}"
@@ -1440,10 +1438,9 @@ pub fn run(
                                         payload_exit = Some((status, full, nofile, memory));
                                         // The run is over: init kills what
                                         // is left, copies out, and exits.
-                                        let close = serde_json::to_vec(
-                                            &crate::proto::Request::Close,
-                                        )
-                                        .expect("request serializes");
+                                        let close =
+                                            serde_json::to_vec(&crate::proto::Request::Close)
+                                                .expect("request serializes");
                                         let _ = rustix::net::send(
                                             &ctl,
                                             &close,
@@ -1451,11 +1448,8 @@ pub fn run(
                                         );
                                     }
                                     Ok(Report::Closed) => {}
-                                    Ok(
-                                        Report::Places { .. } | Report::ResetDone { .. },
-                                    ) => {
-                                        setup_error =
-                                            Some("unexpected live-sandbox report".into())
+                                    Ok(Report::Places { .. } | Report::ResetDone { .. }) => {
+                                        setup_error = Some("unexpected live-sandbox report".into())
                                     }
                                     Ok(Report::Listeners { .. }) => {
                                         setup_error =

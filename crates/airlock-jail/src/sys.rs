@@ -228,6 +228,38 @@ pub(crate) fn set_child_subreaper() -> SysResult<()> {
     check("prctl(PR_SET_CHILD_SUBREAPER)", ret as libc::c_long).map(drop)
 }
 
+/// The calling thread's filesystem uid and gid, set for a while (see
+/// [`as_fs_ids`]); the old ones come back on drop.
+#[derive(Debug)]
+pub(crate) struct FsIds {
+    old_uid: u32,
+    old_gid: u32,
+}
+
+/// Makes the calling thread (only it: fsuid is per thread) create and
+/// open files as `uid`/`gid`, with those ids' permissions, until the guard
+/// drops.
+pub(crate) fn as_fs_ids(uid: u32, gid: u32) -> FsIds {
+    // SAFETY: setfsgid/setfsuid take an id and return the previous one;
+    // they change only the calling thread's filesystem credentials. The
+    // gid goes first, while the thread still has CAP_SETGID.
+    let old_gid = unsafe { libc::setfsgid(gid) } as u32;
+    // SAFETY: as above.
+    let old_uid = unsafe { libc::setfsuid(uid) } as u32;
+    FsIds { old_uid, old_gid }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        // SAFETY: as in `as_fs_ids`; the uid comes back first, which
+        // restores the capabilities needed to set the gid back.
+        unsafe {
+            libc::setfsuid(self.old_uid);
+            libc::setfsgid(self.old_gid);
+        }
+    }
+}
+
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
 pub(crate) fn set_no_new_privs() -> SysResult<()> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integers and no pointers.

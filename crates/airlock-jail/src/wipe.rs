@@ -114,6 +114,9 @@ mod tests {
         std::fs::write(t.path().join("top"), b"2").unwrap();
         empty_dir(t.path()).unwrap();
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
-        assert!(outside.path().join("keep").exists(), "a symlink was followed");
+        assert!(
+            outside.path().join("keep").exists(),
+            "a symlink was followed"
+        );
     }
 }

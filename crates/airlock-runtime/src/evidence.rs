@@ -575,7 +575,12 @@ impl EvidenceSink {
         });
     }
 
-    pub(crate) fn started(&mut self, landlock: &LandlockReport, cgroup: &CgroupReport, host_uid: u32) {
+    pub(crate) fn started(
+        &mut self,
+        landlock: &LandlockReport,
+        cgroup: &CgroupReport,
+        host_uid: u32,
+    ) {
         self.shared.record(
             "sandbox.started",
             json!({"landlock": to_json(landlock), "cgroup": to_json(cgroup),

@@ -19,13 +19,19 @@ use serde_json::json;
 
 mod approve;
 mod evidence;
+mod live;
 
 pub use airlock_egress::{CanaryFlow, Decision, EscalationAsk};
+pub use airlock_jail::{FileInfo, Stream};
 use airlock_policy::{NetworkMode, NetworkPolicy, Profile, Requirement, DNS_PORT, PROXY_PORT};
 pub use approve::{ApprovalRequest, Approver, CommandApprover};
 pub use evidence::{
     AuditSummary, CanaryLeak, CanaryReport, CanaryTouch, CopyOutRecord, EscalationRecord,
     EvidenceReport, PlantedCanary,
+};
+pub use live::{
+    CloseReport, ExecRequest, ExecResult, FileError, FileKind, LiveError, OutputChunk, Process,
+    Sandbox, SandboxInfo, SandboxRequest, DEFAULT_FILE_MAX,
 };
 use serde::Serialize;
 
@@ -56,6 +62,15 @@ pub const EVENT_KINDS: &[&str] = &[
     "limit.hit",
     "copy_out",
     "copy_out.refused",
+    "exec.started",
+    "exec.ended",
+    "file.read",
+    "file.write",
+    "file.list",
+    "file.stat",
+    "file.remove",
+    "file.mkdir",
+    "sandbox.reset",
 ];
 
 /// Home directory of the payload inside the sandbox.
@@ -93,6 +108,29 @@ pub enum RuntimeError {
     /// A caller-chosen sandbox id is not a plain name.
     #[error("sandbox id {0:?}: use 1 to 64 ASCII letters, digits, '-' or '_'")]
     SandboxId(String),
+    /// A live sandbox request field is unusable.
+    #[error("{field}: {reason}")]
+    Request {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The live sandbox is closed.
+    #[error("sandbox {id} is closed ({reason})")]
+    Closed {
+        /// Its id.
+        id: String,
+        /// Why it closed.
+        reason: String,
+    },
+    /// The sandbox could not start the command as asked (a cwd that does
+    /// not exist, say); the command never ran.
+    #[error("the command could not start: {0}")]
+    Exec(String),
+    /// A file operation of a live sandbox failed.
+    #[error(transparent)]
+    File(#[from] airlock_jail::FileError),
     /// The workspace argument is unusable.
     #[error("workspace {path:?}: {reason}")]
     Workspace {
@@ -589,7 +627,8 @@ pub(crate) fn prepare(req: &RunRequest, live: bool) -> Result<Prepared, RuntimeE
     let audited = req.audit.is_some() || req.profile.audit.dir.is_some();
     if audited || copy_out.is_some() || live {
         if live {
-            spec.validate_sandbox().map_err(airlock_jail::JailError::from)?;
+            spec.validate_sandbox()
+                .map_err(airlock_jail::JailError::from)?;
         } else {
             airlock_jail::check(&spec)?;
         }
