@@ -316,6 +316,33 @@ fn a_payload_cannot_reach_inits_control_socket_or_forge_a_result() {
     sb.close().unwrap();
 }
 
+fn a_host_workspace_is_shared_with_the_files_api() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed"), b"from the host").unwrap();
+    let mut req = SandboxRequest::new(Profile::builtin("default").unwrap());
+    req.workspace = Some(dir.path().to_path_buf());
+    let sb = Sandbox::create(req).unwrap();
+    assert_eq!(sb.read_file("seed", 1 << 20).unwrap(), b"from the host");
+    sb.write_file("/workspace/api/new", b"from the api\n", None)
+        .unwrap();
+    let r = run(
+        &sb,
+        "cat /workspace/api/new; echo made > /workspace/made; stat -c %U /workspace/api/new",
+    );
+    assert_eq!(out(&r), "from the api\nsandbox\n");
+    // On the host, both belong to the directory's owner.
+    let owner = std::fs::metadata(dir.path()).unwrap().uid();
+    for f in ["api/new", "api", "made"] {
+        let m = std::fs::metadata(dir.path().join(f)).unwrap();
+        assert_eq!(m.uid(), owner, "{f}");
+    }
+    // A reset kills the processes but keeps the caller's directory.
+    sb.reset().unwrap();
+    assert!(dir.path().join("made").exists());
+    sb.close().unwrap();
+}
+
 fn close_leaves_no_process() {
     let sb = sandbox();
     run(&sb, "setsid sleep 300 & sleep 300 & echo");
@@ -335,6 +362,36 @@ fn close_leaves_no_process() {
     assert_eq!(alive, 0, "{pid_marker}: a sandbox process outlived close");
     // A second close returns the first's report.
     assert_eq!(sb.close().unwrap().reason, "closed");
+}
+
+/// Run as root, the tests then run again rootless (as nobody, through
+/// `setpriv`): this binary re-executes itself.
+fn rootless_too() {
+    if !rustix::process::geteuid().is_root() || std::env::var_os("AIRLOCK_LIVE_ROOTLESS").is_some()
+    {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+        .arg(format!("HOME={}", home.path().display()))
+        .arg("AIRLOCK_LIVE_ROOTLESS=1")
+        .arg(std::env::current_exe().unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("rootless:\n{text}");
+    assert!(
+        out.status.success(),
+        "the rootless run failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("10 passed, 0 failed"), "{text}");
 }
 
 fn main() {
@@ -361,6 +418,11 @@ fn main() {
             "a_payload_cannot_reach_inits_control_socket_or_forge_a_result",
             a_payload_cannot_reach_inits_control_socket_or_forge_a_result,
         ),
+        (
+            "a_host_workspace_is_shared_with_the_files_api",
+            a_host_workspace_is_shared_with_the_files_api,
+        ),
         ("close_leaves_no_process", close_leaves_no_process),
+        ("rootless_too", rootless_too),
     ]);
 }
