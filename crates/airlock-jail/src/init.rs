@@ -149,6 +149,15 @@ pub(crate) fn main() -> ! {
     }
     mark(&mut cfg, "placed");
 
+    // A live sandbox's checkpoint store, while init may still mount.
+    let store = if cfg.live {
+        match checkpoint_store(&cfg.spec) {
+            Ok(fd) => Some(fd),
+            Err(e) => fail(e),
+        }
+    } else {
+        None
+    };
     // Init keeps no privilege while payloads run: every capability goes
     // (the bounding set too), and nothing in the sandbox may ptrace it or
     // read its fds through /proc.
@@ -161,6 +170,7 @@ pub(crate) fn main() -> ! {
         touch,
         running: Vec::new(),
         t0,
+        store,
     }
     .serve(&set)
 }
@@ -205,6 +215,9 @@ struct Server<'a> {
     running: Vec<Running>,
     /// When init started (on init's clock).
     t0: std::time::Instant,
+    /// A live sandbox's checkpoint store: a detached tmpfs (a mount fd
+    /// attached nowhere), made while init still had its capabilities.
+    store: Option<OwnedFd>,
 }
 
 impl Server<'_> {
@@ -317,7 +330,11 @@ impl Server<'_> {
                     r.tell(b"K");
                 }
             }
-            Request::Reset => self.reset(),
+            Request::Reset { checkpoint } => self.reset(checkpoint.as_deref()),
+            Request::Checkpoint { name } => {
+                let error = self.checkpoint(&name).err();
+                send(&Report::CheckpointDone { name, error });
+            }
             Request::Close => self.close(),
         }
     }
@@ -453,6 +470,7 @@ impl Server<'_> {
                     drop(r);
                 }
                 self.touch.forget();
+                self.store = None;
                 let t0 = rebase(at_fork);
                 monitor(
                     self.cfg,
@@ -482,9 +500,85 @@ impl Server<'_> {
         })
     }
 
+    /// Copies the writable places into the store as checkpoint `name`
+    /// (replacing one of that name). The store is a detached tmpfs that only
+    /// init holds: nothing in the sandbox can reach or change it.
+    fn checkpoint(&mut self, name: &str) -> Result<(), String> {
+        use rustix::fs::{Mode, OFlags};
+        let store = self
+            .store
+            .as_ref()
+            .ok_or("this sandbox has no checkpoint store")?;
+        if !crate::live::checkpoint_name_ok(name) {
+            return Err(format!("bad checkpoint name {name:?}"));
+        }
+        let dflags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // A checkpoint of that name is replaced.
+        if let Ok(old) = rustix::fs::openat(store, name, dflags, Mode::empty()) {
+            crate::wipe::empty_open(&old).map_err(|e| format!("replacing {name}: {e}"))?;
+            drop(old);
+            rustix::fs::unlinkat(store, name, rustix::fs::AtFlags::REMOVEDIR)
+                .map_err(|e| format!("replacing {name}: {e}"))?;
+        }
+        let result = (|| {
+            rustix::fs::mkdirat(store, name, Mode::from_raw_mode(0o700))
+                .map_err(|e| format!("storing {name}: {e}"))?;
+            let at = rustix::fs::openat(store, name, dflags, Mode::empty())
+                .map_err(|e| format!("storing {name}: {e}"))?;
+            for (i, place) in crate::mounts::reset_places(&self.cfg.spec)
+                .iter()
+                .enumerate()
+            {
+                let key = i.to_string();
+                rustix::fs::mkdirat(&at, key.as_str(), Mode::from_raw_mode(0o700))
+                    .map_err(|e| format!("storing {name}: {e}"))?;
+                let dst = rustix::fs::openat(&at, key.as_str(), dflags, Mode::empty())
+                    .map_err(|e| format!("storing {name}: {e}"))?;
+                let src = rustix::fs::open(place, dflags, Mode::empty())
+                    .map_err(|e| format!("opening {}: {e}", place.display()))?;
+                crate::wipe::copy_tree(&src, &dst)
+                    .map_err(|e| format!("copying {}: {e}", place.display()))?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            // No half checkpoint stays behind.
+            if let Ok(half) = rustix::fs::openat(store, name, dflags, Mode::empty()) {
+                let _ = crate::wipe::empty_open(&half);
+            }
+            let _ = rustix::fs::unlinkat(store, name, rustix::fs::AtFlags::REMOVEDIR);
+        }
+        result
+    }
+
+    /// Copies checkpoint `name` back into the (emptied) writable places.
+    fn restore(&self, name: &str) -> Result<(), String> {
+        use rustix::fs::{Mode, OFlags};
+        let store = self
+            .store
+            .as_ref()
+            .ok_or("this sandbox has no checkpoint store")?;
+        let dflags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let at = rustix::fs::openat(store, name, dflags, Mode::empty())
+            .map_err(|_| format!("no checkpoint named {name:?}"))?;
+        for (i, place) in crate::mounts::reset_places(&self.cfg.spec)
+            .iter()
+            .enumerate()
+        {
+            let key = i.to_string();
+            let src = rustix::fs::openat(&at, key.as_str(), dflags, Mode::empty())
+                .map_err(|e| format!("checkpoint {name}: {e}"))?;
+            let dst = rustix::fs::open(place, dflags, Mode::empty())
+                .map_err(|e| format!("opening {}: {e}", place.display()))?;
+            crate::wipe::copy_tree(&src, &dst)
+                .map_err(|e| format!("restoring {}: {e}", place.display()))?;
+        }
+        Ok(())
+    }
+
     /// Kills every process, empties the writable places and plants the
-    /// files of create again.
-    fn reset(&mut self) {
+    /// files of create again, or copies checkpoint `checkpoint` back.
+    fn reset(&mut self, checkpoint: Option<&str>) {
         kill_the_rest();
         for r in self.running.drain(..) {
             if !r.reported {
@@ -507,7 +601,11 @@ impl Server<'_> {
             }
         }
         if error.is_none() {
-            if let Err(e) = plant(spec) {
+            let restored = match checkpoint {
+                Some(name) => self.restore(name),
+                None => plant(spec),
+            };
+            if let Err(e) = restored {
                 error = Some(e);
             }
         }
@@ -697,6 +795,37 @@ fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
         }
     }
     kids
+}
+
+/// A detached tmpfs for checkpoints, as large as the places a checkpoint
+/// copies (one full copy of them fits; more fail with "no space").
+fn checkpoint_store(spec: &JailSpec) -> Result<OwnedFd, String> {
+    use rustix::mount::{
+        fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags,
+        MountAttrFlags,
+    };
+    let size = spec
+        .tmp_size
+        .saturating_mul(2)
+        .saturating_add(spec.home_size)
+        .saturating_add(match spec.workspace {
+            crate::spec::WorkspaceSource::Tmpfs(n) => n,
+            crate::spec::WorkspaceSource::HostDir(_) => 0,
+        })
+        .saturating_add(64 << 20);
+    let e = |what: &str, err: rustix::io::Errno| format!("checkpoint store: {what}: {err}");
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|x| e("fsopen", x))?;
+    fsconfig_set_string(&fs, "size", size.to_string()).map_err(|x| e("size", x))?;
+    fsconfig_set_string(&fs, "mode", "0700").map_err(|x| e("mode", x))?;
+    fsconfig_create(&fs).map_err(|x| e("create", x))?;
+    fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(|x| e("fsmount", x))
 }
 
 /// Sends the writable places' directories to the supervisor ([`Report::Places`]).

@@ -59,8 +59,8 @@ pub use files::{FileError, FileInfo, FileKind, Places, MAX_LIST};
 pub use hostids::{ROOT_MODE_UID_BASE, ROOT_MODE_UID_COUNT};
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
 pub use live::{
-    ExecReport, ExecSpec, ExecStdin, LiveError, NoObserver, OutputChunk, Process, Sandbox,
-    SandboxObserver, Stream, MAX_EXEC_REQUEST,
+    checkpoint_name_ok, ExecReport, ExecSpec, ExecStdin, LiveError, NoObserver, OutputChunk,
+    Process, Sandbox, SandboxObserver, Stream, MAX_EXEC_REQUEST,
 };
 pub use proto::INIT_ARG;
 pub use report::{

@@ -34,6 +34,17 @@ use crate::spawn::{boot, Booted, IdMap, OutputSink, Touches};
 use crate::spec::JailSpec;
 use crate::sys;
 
+/// Whether `name` may name a checkpoint: 1 to 64 ASCII letters, digits,
+/// '-', '_' or '.', not starting with '.'.
+pub fn checkpoint_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// Most bytes of one exec request (argv, env, cwd) on the control socket.
 pub const MAX_EXEC_REQUEST: usize = 256 * 1024;
 
@@ -73,6 +84,9 @@ pub enum LiveError {
     /// A reset could not restore the writable places.
     #[error("reset: {0}")]
     Reset(String),
+    /// A checkpoint could not be taken.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A supervisor-side system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
@@ -303,6 +317,8 @@ struct State {
     closed: bool,
     resets_done: u64,
     reset_error: Option<String>,
+    checkpoints_done: u64,
+    checkpoint_error: Option<String>,
     init_closed: bool,
 }
 
@@ -664,11 +680,20 @@ impl Sandbox {
 
     /// Kills every process and puts the writable tmpfs places (/tmp,
     /// /var/tmp, $HOME, /dev/shm and an ephemeral workspace) back to their
-    /// state at create, planted files included. A host workspace is the
-    /// caller's directory and is left as it is.
-    pub fn reset(&self) -> Result<(), LiveError> {
+    /// state at create, planted files included, or at checkpoint
+    /// `checkpoint`. A host workspace is the caller's directory and is left
+    /// as it is.
+    pub fn reset(&self, checkpoint: Option<&str>) -> Result<(), LiveError> {
         let _admin = self.shared.admin.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.usable()?;
+        if let Some(name) = checkpoint {
+            if !checkpoint_name_ok(name) {
+                return Err(LiveError::BadRequest {
+                    field: "checkpoint",
+                    reason: format!("{name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"),
+                });
+            }
+        }
         let before = self.shared.lock().resets_done;
         let procs: Vec<Arc<ProcShared>> = self.shared.lock().procs.values().cloned().collect();
         for p in procs {
@@ -677,7 +702,12 @@ impl Sandbox {
                 st.killed = true;
             }
         }
-        self.shared.send(&Request::Reset, &[])?;
+        self.shared.send(
+            &Request::Reset {
+                checkpoint: checkpoint.map(str::to_string),
+            },
+            &[],
+        )?;
         let limit = Duration::from_secs(60);
         let st = self.shared.lock();
         let (st, timeout) = self
@@ -696,6 +726,46 @@ impl Sandbox {
         }
         match &st.reset_error {
             Some(e) => Err(LiveError::Reset(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies the writable tmpfs places into a checkpoint named `name`
+    /// (replacing one of that name), for [`Sandbox::reset`] to go back to.
+    /// The processes keep running; a file they change during the copy is
+    /// copied as it is then.
+    pub fn checkpoint(&self, name: &str) -> Result<(), LiveError> {
+        let _admin = self.shared.admin.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.usable()?;
+        if !checkpoint_name_ok(name) {
+            return Err(LiveError::BadRequest {
+                field: "name",
+                reason: format!("{name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"),
+            });
+        }
+        let before = self.shared.lock().checkpoints_done;
+        self.shared
+            .send(&Request::Checkpoint { name: name.into() }, &[])?;
+        let limit = Duration::from_secs(120);
+        let st = self.shared.lock();
+        let (st, timeout) = self
+            .shared
+            .cond
+            .wait_timeout_while(st, limit, |s| {
+                s.checkpoints_done == before && s.gone.is_none()
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = &st.gone {
+            return Err(LiveError::Gone(why.clone()));
+        }
+        if timeout.timed_out() {
+            return Err(LiveError::NoAnswer {
+                what: "a checkpoint",
+                secs: limit.as_secs(),
+            });
+        }
+        match &st.checkpoint_error {
+            Some(e) => Err(LiveError::Checkpoint(e.clone())),
             None => Ok(()),
         }
     }
@@ -1237,6 +1307,13 @@ fn read_reports(sh: &Shared, mut touches: Option<Touches>, mut observer: Box<dyn
                 let mut st = sh.lock();
                 st.resets_done += 1;
                 st.reset_error = error;
+                drop(st);
+                sh.cond.notify_all();
+            }
+            Report::CheckpointDone { error, .. } => {
+                let mut st = sh.lock();
+                st.checkpoints_done += 1;
+                st.checkpoint_error = error;
                 drop(st);
                 sh.cond.notify_all();
             }

@@ -92,8 +92,15 @@ pub(crate) enum Request {
     /// daemonized ones included).
     KillTree { id: u64 },
     /// Kill every process and put the writable places back to their state
-    /// at create (answered by [`Report::ResetDone`]).
-    Reset,
+    /// at create, or at the named checkpoint (answered by
+    /// [`Report::ResetDone`]).
+    Reset {
+        #[serde(default)]
+        checkpoint: Option<String>,
+    },
+    /// Copy the writable places into init's checkpoint store under `name`
+    /// (answered by [`Report::CheckpointDone`]).
+    Checkpoint { name: String },
     /// Kill every process, hand out the copy-out files, and exit.
     Close,
 }
@@ -164,6 +171,8 @@ pub(crate) enum Report {
     /// The writable places are back to their state at create; every
     /// process was killed. `error` says what could not be restored.
     ResetDone { error: Option<String> },
+    /// A checkpoint was taken (or not: `error`).
+    CheckpointDone { name: String, error: Option<String> },
     /// Init handed out the copy-out files and is exiting.
     Closed,
     /// An exec's process ended; `status` is the raw wait status. With

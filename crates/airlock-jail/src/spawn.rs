@@ -1448,7 +1448,11 @@ pub fn run(
                                         );
                                     }
                                     Ok(Report::Closed) => {}
-                                    Ok(Report::Places { .. } | Report::ResetDone { .. }) => {
+                                    Ok(
+                                        Report::Places { .. }
+                                        | Report::ResetDone { .. }
+                                        | Report::CheckpointDone { .. },
+                                    ) => {
                                         setup_error = Some("unexpected live-sandbox report".into())
                                     }
                                     Ok(Report::Listeners { .. }) => {

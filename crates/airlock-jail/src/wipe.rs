@@ -1,6 +1,7 @@
-//! Emptying a directory tree without following a link out of it: what a
-//! reset does to the sandbox's writable places, run by init (as the
-//! sandbox's uid, with no capability) once every process is dead.
+//! Emptying and copying directory trees without following a link out of
+//! them: what a reset and a checkpoint do to the sandbox's writable places,
+//! run by init (as the sandbox's uid, with no capability) once every
+//! process is dead (reset) or while they run (checkpoint).
 
 use std::ffi::CStr;
 use std::os::fd::OwnedFd;
@@ -93,6 +94,73 @@ fn remove_entry(
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Copies everything beneath `src` into the empty directory `dst`:
+/// directories, regular files and symlinks (as links, never followed),
+/// with their permission bits; FIFOs, sockets and devices are skipped.
+pub(crate) fn copy_tree(src: &OwnedFd, dst: &OwnedFd) -> Result<(), String> {
+    copy_level(src, dst, 0)
+}
+
+fn copy_level(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err("the tree is deeper than 256 levels".into());
+    }
+    let e = |what: &str, name: &CStr, err: Errno| format!("{what} {name:?}: {err}");
+    let mut names = Vec::new();
+    for entry in Dir::read_from(src).map_err(|x| format!("reading a directory: {x}"))? {
+        let entry = entry.map_err(|x| format!("reading a directory: {x}"))?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    for name in names {
+        let st = rustix::fs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|x| e("stat", &name, x))?;
+        let perm = Mode::from_raw_mode(st.st_mode & 0o777);
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                rustix::fs::mkdirat(dst, &name, Mode::from_raw_mode(0o700))
+                    .map_err(|x| e("mkdir", &name, x))?;
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let s = rustix::fs::openat(src, &name, flags, Mode::empty())
+                    .map_err(|x| e("open", &name, x))?;
+                let d = rustix::fs::openat(dst, &name, flags, Mode::empty())
+                    .map_err(|x| e("open", &name, x))?;
+                copy_level(&s, &d, depth + 1)?;
+                rustix::fs::fchmod(&d, perm).map_err(|x| e("chmod", &name, x))?;
+            }
+            FileType::RegularFile => {
+                let s = rustix::fs::openat(
+                    src,
+                    &name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|x| e("open", &name, x))?;
+                let d = rustix::fs::openat(
+                    dst,
+                    &name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|x| e("create", &name, x))?;
+                let mut from = std::fs::File::from(s);
+                let mut to = std::fs::File::from(d);
+                std::io::copy(&mut from, &mut to).map_err(|x| format!("copying {name:?}: {x}"))?;
+                rustix::fs::fchmod(&to, perm).map_err(|x| e("chmod", &name, x))?;
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(src, &name, Vec::new())
+                    .map_err(|x| e("readlink", &name, x))?;
+                rustix::fs::symlinkat(&target, dst, &name).map_err(|x| e("symlink", &name, x))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

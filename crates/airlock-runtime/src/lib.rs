@@ -71,6 +71,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "file.remove",
     "file.mkdir",
     "sandbox.reset",
+    "sandbox.checkpoint",
 ];
 
 /// Home directory of the payload inside the sandbox.

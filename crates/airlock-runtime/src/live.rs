@@ -649,17 +649,34 @@ impl Sandbox {
     }
 
     /// Kills every process and puts the writable places back to their
-    /// state at create. Returns how long it took.
-    pub fn reset(&self) -> Result<Duration, RuntimeError> {
+    /// state at create, or at checkpoint `checkpoint`. Returns how long it
+    /// took.
+    pub fn reset(&self, checkpoint: Option<&str>) -> Result<Duration, RuntimeError> {
         self.touch()?;
         let t = Instant::now();
-        let r = self.inner.jail.reset();
+        let r = self.inner.jail.reset(checkpoint);
         let took = t.elapsed();
         self.inner.shared.record(
             "sandbox.reset",
-            json!({"ms": took.as_secs_f64() * 1000.0,
+            json!({"ms": took.as_secs_f64() * 1000.0, "checkpoint": checkpoint,
                    "error": r.as_ref().err().map(|e| e.to_string()),
                    "host_workspace_kept": self.inner.workspace.is_some()}),
+        );
+        r.map_err(live_err)?;
+        Ok(took)
+    }
+
+    /// Copies the writable tmpfs places into checkpoint `name` (replacing
+    /// one of that name), for [`Sandbox::reset`]. Returns how long it took.
+    pub fn checkpoint(&self, name: &str) -> Result<Duration, RuntimeError> {
+        self.touch()?;
+        let t = Instant::now();
+        let r = self.inner.jail.checkpoint(name);
+        let took = t.elapsed();
+        self.inner.shared.record(
+            "sandbox.checkpoint",
+            json!({"name": name, "ms": took.as_secs_f64() * 1000.0,
+                   "error": r.as_ref().err().map(|e| e.to_string())}),
         );
         r.map_err(live_err)?;
         Ok(took)

@@ -187,7 +187,7 @@ fn reset_restores_the_files_and_kills_the_processes() {
          touch ~/h; (sleep 60 &) ; echo",
     );
     let p = sb.spawn(&sh("sleep 60")).unwrap();
-    let took = sb.reset().unwrap();
+    let took = sb.reset(None).unwrap();
     assert!(took < Duration::from_secs(5), "{took:?}");
     let r = p.wait(Duration::from_secs(5)).expect("killed by reset");
     assert_eq!(r.reason, ExitReason::Killed);
@@ -195,6 +195,24 @@ fn reset_restores_the_files_and_kills_the_processes() {
     assert_eq!(out(&run(&sb, "ls -A /workspace /tmp /var/tmp ~")), before);
     assert!(before.contains(".env"), "{before}");
     assert_eq!(out(&run(&sb, "pgrep -c sleep || true")), "0\n");
+    // A named checkpoint: back to it, not to create.
+    run(&sb, "mkdir -p /workspace/d; echo v1 > /workspace/d/f; ln -s d/f /workspace/l; chmod 751 /workspace/d/f");
+    sb.checkpoint("v1").unwrap();
+    run(
+        &sb,
+        "echo v2 > /workspace/d/f; rm /workspace/l; touch /tmp/later",
+    );
+    sb.reset(Some("v1")).unwrap();
+    let r = run(
+        &sb,
+        "cat /workspace/l; stat -c %a /workspace/d/f; ls -A /tmp",
+    );
+    assert_eq!(out(&r), "v1\n751\n");
+    match sb.reset(Some("nope")) {
+        Err(e) => assert!(e.to_string().contains("no checkpoint named"), "{e}"),
+        Ok(_) => panic!("a reset to a missing checkpoint succeeded"),
+    }
+    assert!(sb.checkpoint("../x").is_err());
     sb.close().unwrap();
 }
 
@@ -338,7 +356,7 @@ fn a_host_workspace_is_shared_with_the_files_api() {
         assert_eq!(m.uid(), owner, "{f}");
     }
     // A reset kills the processes but keeps the caller's directory.
-    sb.reset().unwrap();
+    sb.reset(None).unwrap();
     assert!(dir.path().join("made").exists());
     sb.close().unwrap();
 }
