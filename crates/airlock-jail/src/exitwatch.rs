@@ -222,7 +222,68 @@ pub(crate) fn near_limit(peak: u64, limit: u64) -> bool {
 /// Reads a NUL-terminated string at `addr` in the stopped process, in
 /// chunks that never cross a page (a read across into an unmapped page
 /// fails as a whole). `None` when unreadable; the flag says "cut at MAX_STR".
-fn read_cstr(mem: &std::fs::File, mut addr: u64) -> Option<(String, bool)> {
+/// Another process's memory: `/proc/PID/mem`, or, when that file is not
+/// ours to open (a process that is still non-dumpable at its first execve
+/// has a root-owned `/proc/PID/mem`), `process_vm_readv`, which init's
+/// CAP_SYS_PTRACE allows.
+enum Mem {
+    File(std::fs::File),
+    Vm(i32),
+}
+
+impl Mem {
+    fn open(pid: i32) -> std::io::Result<Mem> {
+        match std::fs::File::open(format!("/proc/{pid}/mem")) {
+            Ok(f) => Ok(Mem::File(f)),
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                // Probe: a read of nothing tells whether we may.
+                let m = Mem::Vm(pid);
+                let mut b = [0u8; 0];
+                m.read_at(&mut b, 0).map(|_| m)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_at(&self, buf: &mut [u8], addr: u64) -> std::io::Result<usize> {
+        match self {
+            Mem::File(f) => f.read_at(buf, addr),
+            Mem::Vm(pid) => {
+                let local = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                };
+                let remote = libc::iovec {
+                    iov_base: addr as *mut libc::c_void,
+                    iov_len: buf.len(),
+                };
+                // SAFETY: `local` describes `buf`, which is live and writable
+                // for its length; `remote` is only read by the kernel, from
+                // the other process, with its own checks.
+                let n = unsafe { libc::process_vm_readv(*pid, &local, 1, &remote, 1, 0) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            }
+        }
+    }
+
+    fn read_exact_at(&self, mut buf: &mut [u8], mut addr: u64) -> std::io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.read_at(buf, addr)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buf = &mut buf[n..];
+            addr += n as u64;
+        }
+        Ok(())
+    }
+}
+
+fn read_cstr(mem: &Mem, mut addr: u64) -> Option<(String, bool)> {
     let mut out = Vec::new();
     while out.len() < MAX_STR {
         let page_left = 4096 - (addr % 4096) as usize;
@@ -241,7 +302,7 @@ fn read_cstr(mem: &std::fs::File, mut addr: u64) -> Option<(String, bool)> {
     Some((String::from_utf8_lossy(&out).into_owned(), true))
 }
 
-fn read_ptr(mem: &std::fs::File, addr: u64) -> Option<u64> {
+fn read_ptr(mem: &Mem, addr: u64) -> Option<u64> {
     let mut b = [0u8; 8];
     mem.read_exact_at(&mut b, addr).ok()?;
     Some(u64::from_ne_bytes(b))
@@ -275,7 +336,7 @@ fn fd_link(path: &str) -> Option<u32> {
 
 fn read_exec(pid: i32, nr: i64, args: &[u64; 6]) -> JailEvent {
     let ppid = parent_of(pid);
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem"));
+    let mem = Mem::open(pid);
     let (path_arg, argv_arg, dirfd) = if nr == libc::SYS_execveat {
         (args[1], args[2], Some(args[0] as i32))
     } else {

@@ -158,11 +158,12 @@ pub(crate) fn main() -> ! {
     } else {
         None
     };
-    // Init keeps no privilege while payloads run: every capability goes
-    // (the bounding set too), and nothing in the sandbox may ptrace it or
-    // read its fds through /proc.
+    // Init keeps no privilege while payloads run but CAP_SYS_PTRACE in its
+    // own user namespace (see `caps::keep_only_ptrace`), and nothing in the
+    // sandbox may ptrace it or read its fds through /proc. Its children
+    // (monitors, then processes) inherit "non-dumpable" until their exec.
     let _ = sys::set_non_dumpable();
-    if let Err(e) = crate::caps::drop_all() {
+    if let Err(e) = crate::caps::keep_only_ptrace() {
         fail(e);
     }
     Server {
@@ -667,6 +668,8 @@ fn monitor(
     if let Err(e) = sys::set_child_subreaper() {
         monitor_fail(plan.id, format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"));
     }
+    // The monitor needs no capability (its process drops its own).
+    let _ = crate::caps::drop_all();
     let set = signal_set(&[libc::SIGCHLD]);
     // SAFETY: `set` is initialised and blocked (inherited from init).
     let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };

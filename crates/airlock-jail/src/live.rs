@@ -464,7 +464,10 @@ impl Sandbox {
         let s = Arc::clone(&shared);
         let reader = std::thread::Builder::new()
             .name("airlock-sandbox".into())
-            .spawn(move || read_reports(&s, touches, observer))
+            .spawn(move || {
+                sys::block_all_signals();
+                read_reports(&s, touches, observer)
+            })
             .map_err(|e| SysError {
                 call: "spawning a sandbox's reader thread",
                 source: e,
@@ -585,7 +588,10 @@ impl Sandbox {
         let sb = Arc::clone(&self.shared);
         std::thread::Builder::new()
             .name("airlock-exec".into())
-            .spawn(move || pump(&sb, &p, out_r, err_r, deadline))
+            .spawn(move || {
+                sys::block_all_signals();
+                pump(&sb, &p, out_r, err_r, deadline)
+            })
             .map_err(|e| SysError {
                 call: "spawning an exec's output thread",
                 source: e,

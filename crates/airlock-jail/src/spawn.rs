@@ -728,6 +728,7 @@ fn closer() -> Option<&'static Closer> {
             std::thread::Builder::new()
                 .name("airlock-closer".into())
                 .spawn(move || {
+                    sys::block_all_signals();
                     for fd in rx {
                         drop(fd);
                         let (n, cv) = &*p;
@@ -843,6 +844,7 @@ fn copy_stdin_in_background(w: OwnedFd) {
     let spawned = std::thread::Builder::new()
         .name("airlock-stdin".into())
         .spawn(move || {
+            sys::block_all_signals();
             let mut src = std::io::stdin().lock();
             let mut dst = fs::File::from(w);
             let _ = std::io::copy(&mut src, &mut dst);

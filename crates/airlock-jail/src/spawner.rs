@@ -45,6 +45,7 @@ fn spawner() -> Result<&'static Mutex<mpsc::Sender<Job>>, SysError> {
             std::thread::Builder::new()
                 .name("airlock-spawner".into())
                 .spawn(move || {
+                    sys::block_all_signals();
                     for (pre, reply) in rx {
                         let _ = reply.send(clone_here(&pre));
                     }

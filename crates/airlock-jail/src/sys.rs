@@ -260,6 +260,20 @@ impl Drop for FsIds {
     }
 }
 
+/// Blocks every signal in the calling thread. airlock's helper threads
+/// (the spawner, the closer, a live sandbox's readers) call it first, so
+/// that a signal sent to the process reaches the thread that waits for it
+/// (a run's signalfd) instead of one of them taking the default action.
+pub(crate) fn block_all_signals() {
+    // SAFETY: sigset_t is plain data that sigfillset initialises; the mask
+    // change affects only the calling thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
 pub(crate) fn set_no_new_privs() -> SysResult<()> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integers and no pointers.
