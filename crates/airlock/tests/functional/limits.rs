@@ -70,9 +70,11 @@ fn fork_bomb_is_bounded_by_pids() {
     for mode in as_modes() {
         let t = Instant::now();
         // A real fork bomb; it can only end by the timeout. The shell
-        // starts its sleep first and then forks just once more for the
-        // bomb, so it never needs a fork once the pids are used up (a
-        // failed fork would end the shell with status 2 instead).
+        // starts its sleep first and then forks just once more, for a
+        // subshell that starts the bomb, so it never needs a fork once the
+        // pids are used up (a failed fork would end the shell with status
+        // 2 instead; dash forks each side of a pipeline from the shell
+        // itself, so the bomb's own first forks race the pids).
         let r = json_run(
             mode,
             &[
@@ -83,7 +85,7 @@ fn fork_bomb_is_bounded_by_pids() {
                 "--",
                 "/bin/sh",
                 "-c",
-                "sleep 60 & b() { b | b & }; b; wait",
+                "sleep 60 & (b() { b | b & }; b); wait",
             ],
             None,
         );
