@@ -22,7 +22,7 @@ mod evidence;
 mod live;
 
 pub use airlock_egress::{CanaryFlow, Decision, EscalationAsk};
-pub use airlock_jail::{FileInfo, Stream};
+pub use airlock_jail::{FileInfo, JailError, Stream};
 use airlock_policy::{NetworkMode, NetworkPolicy, Profile, Requirement, DNS_PORT, PROXY_PORT};
 pub use approve::{ApprovalRequest, Approver, CommandApprover};
 pub use evidence::{
