@@ -16,7 +16,10 @@ use crate::text::text;
 /// A duration: seconds as a number (`30`, `0.5`) or a string with a unit
 /// (`"30s"`, `"500ms"`, `"1m30s"`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a number of seconds or a duration string such as \"30s\""
+)]
 pub enum DurationValue {
     /// Seconds.
     Seconds(f64),
@@ -53,7 +56,7 @@ impl DurationValue {
 /// else a built-in profile), or an inline profile object with the fields
 /// of a profile file (`{"limits": {"memory": "256M"}, "extends": "default"}`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a profile name or an inline profile object")]
 pub enum ProfileValue {
     /// A profile name.
     Name(String),
@@ -85,7 +88,10 @@ pub struct CreateSandbox {
 
 /// A command: an argument vector, or a string run by `/bin/sh -c`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a list of strings (argv) or a string (run by /bin/sh -c)"
+)]
 pub enum Command {
     /// argv.
     Argv(Vec<String>),
@@ -252,7 +258,7 @@ pub struct SignalBody {
 
 /// A signal by name or number.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a signal name (\"TERM\") or number (15)")]
 pub enum SignalValue {
     /// A number, 1 to 64.
     Number(i64),

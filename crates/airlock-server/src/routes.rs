@@ -821,6 +821,25 @@ async fn require_token(
     next.run(req).await
 }
 
+/// Refuses a body whose Content-Length is over `limit` before reading any
+/// of it (the body-limit layer alone reads up to the limit first).
+async fn length_limit(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over the server's limit for this route ({limit} bytes)"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// The whole API; with `token`, every route needs it.
 pub fn router(state: AppState, token: Option<String>) -> Router {
     let json_limit = state.config.json_limit;
@@ -831,7 +850,11 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
             get(get_file).put(put_file).delete(delete_file),
         )
         .route("/v1/sandboxes/{id}/processes/{pid}/stdin", post(stdin))
-        .layer(DefaultBodyLimit::max(file_limit));
+        .layer(DefaultBodyLimit::max(file_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            file_limit,
+            length_limit,
+        ));
     let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
@@ -849,6 +872,10 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
         .route("/v1/sandboxes/{id}/files/stat", get(stat_file))
         .route("/v1/sandboxes/{id}/files/mkdir", post(mkdir))
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            json_limit,
+            length_limit,
+        ))
         .merge(files)
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)

@@ -45,6 +45,10 @@ enum Command {
     /// Audit logs: make the signing key, verify a log, show a log.
     #[command(subcommand)]
     Audit(cmd::audit::Command),
+    /// Serve live sandboxes over an HTTP API (unix socket, optionally loopback TCP).
+    Serve(cmd::serve::Args),
+    /// Talk to `airlock serve`: create, exec, cp, ls, rm, list.
+    Sandbox(cmd::sandbox::Args),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -75,6 +79,8 @@ fn main() -> ExitCode {
         Command::Audit(c) => cmd::audit::main(c),
         Command::Eval(a) => cmd::eval::main(*a),
         Command::Bench(c) => cmd::bench::main(c),
+        Command::Serve(a) => cmd::serve::main(a),
+        Command::Sandbox(a) => cmd::sandbox::main(a),
         Command::Completions(a) => cmd::install::completions(a, &mut Cli::command()),
         Command::Man(a) => cmd::install::man(a, Cli::command()),
     };

@@ -8,3 +8,5 @@ pub(crate) mod eval;
 pub(crate) mod install;
 pub(crate) mod profile;
 pub(crate) mod run;
+pub(crate) mod sandbox;
+pub(crate) mod serve;
