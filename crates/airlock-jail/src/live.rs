@@ -1034,7 +1034,7 @@ impl Process {
             stdout: st.stdout.stats(),
             stderr: st.stderr.stats(),
             full_mounts: full,
-            landlock: st.landlock.clone(),
+            landlock: st.landlock,
             setup_error: st.setup_error.clone(),
         })
     }
@@ -1108,10 +1108,8 @@ fn pump(sandbox: &Shared, p: &ProcShared, out: OwnedFd, err: OwnedFd, deadline: 
                 }
             }
         }
-        if fds.iter().all(Option::is_none) && (exited || killed_at_deadline) {
-            if exited {
-                return;
-            }
+        if fds.iter().all(Option::is_none) && exited {
+            return;
         }
         if fds.iter().all(Option::is_none) && sandbox.lock().gone.is_some() {
             return;

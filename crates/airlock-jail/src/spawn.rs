@@ -1057,8 +1057,12 @@ pub(crate) fn boot(
     })
 }
 
+/// A live sandbox's writable places (path, directory fd) and its canary
+/// watch.
+type Places = (Vec<(PathBuf, OwnedFd)>, Option<Touches>);
+
 /// Receives a live sandbox's canary watch (if any) and its writable places.
-fn receive_places(ctl: &OwnedFd) -> Result<(Vec<(PathBuf, OwnedFd)>, Option<Touches>), JailError> {
+fn receive_places(ctl: &OwnedFd) -> Result<Places, JailError> {
     let mut touches = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -364,7 +364,7 @@ fn a_host_workspace_is_shared_with_the_files_api() {
 fn close_leaves_no_process() {
     let sb = sandbox();
     run(&sb, "setsid sleep 300 & sleep 300 & echo");
-    let pid_marker = format!("{}", sb.id());
+    let pid_marker = sb.id().to_string();
     let report = sb.close().unwrap();
     assert_eq!(report.reason, "closed");
     std::thread::sleep(Duration::from_millis(100));
