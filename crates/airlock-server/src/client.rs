@@ -51,6 +51,9 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Sees a streamed body's bytes as they arrive.
+pub type OnChunk<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// A server's answer.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -116,7 +119,7 @@ impl Client {
         path_and_query: &str,
         content_type: Option<&str>,
         body: Vec<u8>,
-        mut on_chunk: Option<&mut dyn FnMut(&[u8])>,
+        mut on_chunk: Option<OnChunk<'_>>,
     ) -> Result<Reply, ClientError> {
         let http = |reason: String| ClientError::Http {
             target: self.target.to_string(),

@@ -23,7 +23,7 @@ pub use api::{
     ExecResponse, FileList, FileView, Health, OutputResponse, ProcessList, ProcessStatus,
     ProfileValue, ResetBody, SandboxList, SandboxView, SignalBody, SignalValue, Started, Took,
 };
-pub use client::{encode_query, Client, ClientError, Reply};
+pub use client::{encode_query, Client, ClientError, OnChunk, Reply};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use listen::{
     bind_unix, check_listen_addr, default_socket_path, read_token_file, run, BoundSocket,
