@@ -1,6 +1,7 @@
 //! `airlock bench spawn`: start-to-exit latency of `/bin/true` under a
 //! profile, side by side in one run with bubblewrap and a plain fork+exec.
-//! `airlock bench egress` lives in `bench_egress`; `airlock bench audit`
+//! `airlock bench egress` lives in `bench_egress`, `airlock bench serve` in
+//! `bench_serve`; `airlock bench audit`
 //! (audit log append and verify throughput) is at the end of this file.
 
 use std::process::{Command as Proc, ExitCode, Stdio};
@@ -25,6 +26,10 @@ pub(crate) enum Command {
     /// scenario (concurrency 1) and the whole built-in catalog
     /// (concurrency 2).
     Eval(EvalBenchArgs),
+    /// Live sandboxes through `airlock serve`: create -> first exec result,
+    /// exec, reset, checkpoint restore and server RSS per sandbox, with
+    /// `airlock run` and bwrap in the same run.
+    Serve(super::bench_serve::ServeArgs),
 }
 
 /// Options of `bench eval`.
@@ -56,7 +61,7 @@ pub(crate) struct SpawnArgs {
 }
 
 #[derive(Debug, serde::Serialize)]
-struct Stats {
+pub(crate) struct Stats {
     name: String,
     runs: usize,
     p50_ms: f64,
@@ -66,7 +71,7 @@ struct Stats {
     max_ms: f64,
 }
 
-fn stats(name: &str, mut v: Vec<Duration>) -> Stats {
+pub(crate) fn stats(name: &str, mut v: Vec<Duration>) -> Stats {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let pct = |p: f64| ms(v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]);
@@ -81,7 +86,10 @@ fn stats(name: &str, mut v: Vec<Duration>) -> Stats {
     }
 }
 
-fn time_command(runs: usize, mut make: impl FnMut() -> Proc) -> anyhow::Result<Vec<Duration>> {
+pub(crate) fn time_command(
+    runs: usize,
+    mut make: impl FnMut() -> Proc,
+) -> anyhow::Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(runs);
     for _ in 0..runs {
         let mut c = make();
@@ -98,7 +106,7 @@ fn time_command(runs: usize, mut make: impl FnMut() -> Proc) -> anyhow::Result<V
     Ok(out)
 }
 
-fn bwrap_command() -> Proc {
+pub(crate) fn bwrap_command() -> Proc {
     let mut c = Proc::new("bwrap");
     c.args([
         "--unshare-all",
@@ -131,6 +139,30 @@ fn bwrap_command() -> Proc {
         "/bin/true",
     ]);
     c
+}
+
+/// Whether bubblewrap, the peer, is installed.
+pub(crate) fn have_bwrap() -> bool {
+    Proc::new("bwrap")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The latency table of a benchmark.
+pub(crate) fn print_table(results: &[Stats]) {
+    println!(
+        "{:<62} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "variant", "p50 ms", "p90 ms", "p99 ms", "mean ms", "max ms"
+    );
+    for s in results {
+        println!(
+            "{:<62} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            s.name, s.p50_ms, s.p90_ms, s.p99_ms, s.mean_ms, s.max_ms
+        );
+    }
 }
 
 fn peak_rss_kib() -> u64 {
@@ -176,12 +208,7 @@ fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
     })?;
     results.push(stats("airlock run (CLI, includes exec of airlock)", cli));
 
-    let have_bwrap = Proc::new("bwrap")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let have_bwrap = have_bwrap();
     if have_bwrap {
         let bw = time_command(args.runs, bwrap_command)?;
         results.push(stats(
@@ -207,16 +234,7 @@ fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
             "spawn: start-to-exit of /bin/true, {} runs each, profile {:?}",
             args.runs, args.profile
         );
-        println!(
-            "{:<55} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "variant", "p50 ms", "p90 ms", "p99 ms", "mean ms", "max ms"
-        );
-        for s in &results {
-            println!(
-                "{:<55} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-                s.name, s.p50_ms, s.p90_ms, s.p99_ms, s.mean_ms, s.max_ms
-            );
-        }
+        print_table(&results);
         if !have_bwrap {
             println!("(bwrap not installed: apt-get install bubblewrap to compare)");
         }
@@ -231,6 +249,7 @@ pub(crate) fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Egress(a) => super::bench_egress::egress(a),
         Command::Audit(a) => audit(a),
         Command::Eval(a) => eval_bench(a),
+        Command::Serve(a) => super::bench_serve::serve(a),
     }
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_egress;
+pub(crate) mod bench_serve;
 pub(crate) mod doctor;
 pub(crate) mod eval;
 pub(crate) mod install;
