@@ -526,6 +526,9 @@ impl Server<'_> {
                 .map_err(|e| format!("storing {name}: {e}"))?;
             let at = rustix::fs::openat(store, name, dflags, Mode::empty())
                 .map_err(|e| format!("storing {name}: {e}"))?;
+            // The watched canary files are not copied: reading them would
+            // be a touch, and a restore plants them anew.
+            let skip = watched_inodes(&self.cfg.spec);
             for (i, place) in crate::mounts::reset_places(&self.cfg.spec)
                 .iter()
                 .enumerate()
@@ -537,7 +540,7 @@ impl Server<'_> {
                     .map_err(|e| format!("storing {name}: {e}"))?;
                 let src = rustix::fs::open(place, dflags, Mode::empty())
                     .map_err(|e| format!("opening {}: {e}", place.display()))?;
-                crate::wipe::copy_tree(&src, &dst)
+                crate::wipe::copy_tree(&src, &dst, &skip)
                     .map_err(|e| format!("copying {}: {e}", place.display()))?;
             }
             Ok(())
@@ -571,7 +574,7 @@ impl Server<'_> {
                 .map_err(|e| format!("checkpoint {name}: {e}"))?;
             let dst = rustix::fs::open(place, dflags, Mode::empty())
                 .map_err(|e| format!("opening {}: {e}", place.display()))?;
-            crate::wipe::copy_tree(&src, &dst)
+            crate::wipe::copy_tree(&src, &dst, &[])
                 .map_err(|e| format!("restoring {}: {e}", place.display()))?;
         }
         Ok(())
@@ -594,7 +597,8 @@ impl Server<'_> {
             }
         }
         let spec = &self.cfg.spec;
-        std::mem::replace(&mut self.touch, TouchWatch::none()).unwatch();
+        // Init's own wipe and plant must not count as touches.
+        self.touch.remove_watches();
         let mut error = None;
         for place in crate::mounts::reset_places(spec) {
             if let Err(e) = crate::wipe::empty_dir(&place) {
@@ -602,19 +606,18 @@ impl Server<'_> {
             }
         }
         if error.is_none() {
-            let restored = match checkpoint {
+            // The canaries as planted at create, then (a checkpoint) what
+            // the checkpoint holds besides them.
+            let restored = plant(spec).and_then(|()| match checkpoint {
                 Some(name) => self.restore(name),
-                None => plant(spec),
-            };
+                None => Ok(()),
+            });
             if let Err(e) = restored {
                 error = Some(e);
             }
         }
-        match TouchWatch::new(spec) {
-            Ok(t) => self.touch = t,
-            Err(e) => {
-                error.get_or_insert(e);
-            }
+        if let Err(e) = self.touch.watch_again(spec) {
+            error.get_or_insert(e);
         }
         send(&Report::ResetDone { error });
     }
@@ -1045,6 +1048,43 @@ fn plant(spec: &JailSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// The (device, inode) of each watched planted file, found without
+/// opening it (an open would be a touch).
+fn watched_inodes(spec: &JailSpec) -> Vec<(u64, u64)> {
+    spec.plant
+        .iter()
+        .filter(|f| f.watch)
+        .filter_map(|f| {
+            rustix::fs::statat(
+                rustix::fs::CWD,
+                &f.path,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .ok()
+        })
+        .map(|st| (st.st_dev, st.st_ino))
+        .collect()
+}
+
+/// Watches every planted file marked for it; the (wd, path) pairs.
+fn add_watches(fd: &OwnedFd, spec: &JailSpec) -> Result<Vec<(i32, String)>, String> {
+    use rustix::fs::inotify;
+    let mut paths = Vec::new();
+    for f in spec.plant.iter().filter(|f| f.watch) {
+        // Closes too: inotify merges identical consecutive unread
+        // events, and an OPEN between two CLOSEs is never merged, so
+        // every open is counted even when the reader lags.
+        let wd = inotify::add_watch(
+            fd,
+            &f.path,
+            inotify::WatchFlags::OPEN | inotify::WatchFlags::CLOSE,
+        )
+        .map_err(|e| format!("inotify_add_watch {}: {e}", f.path.display()))?;
+        paths.push((wd, f.path.display().to_string()));
+    }
+    Ok(paths)
+}
+
 /// inotify watches on the planted files marked `watch` (canaries). The
 /// inotify fd goes to the supervisor, which reads the opens while the
 /// sandbox runs ([`crate::JailEvent::FileOpened`]); init keeps its copy
@@ -1069,23 +1109,36 @@ impl TouchWatch {
         }
         let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
             .map_err(|e| format!("inotify_init1: {e}"))?;
-        let mut paths = Vec::new();
-        for f in watched {
-            // Closes too: inotify merges identical consecutive unread
-            // events, and an OPEN between two CLOSEs is never merged, so
-            // every open is counted even when the reader lags.
-            let wd = inotify::add_watch(
-                &fd,
-                &f.path,
-                inotify::WatchFlags::OPEN | inotify::WatchFlags::CLOSE,
-            )
-            .map_err(|e| format!("inotify_add_watch {}: {e}", f.path.display()))?;
-            paths.push((wd, f.path.display().to_string()));
-        }
+        let paths = add_watches(&fd, spec)?;
         let wds = paths.iter().map(|p| p.0).collect();
         send_with_fd(&Report::Watches { paths }, fd.as_fd())
             .map_err(|e| format!("handing the canary watch to the supervisor: {e}"))?;
         Ok(TouchWatch { fd: Some(fd), wds })
+    }
+
+    /// Removes the watches and keeps the instance (a reset is under way).
+    fn remove_watches(&mut self) {
+        if let Some(fd) = &self.fd {
+            for wd in self.wds.drain(..) {
+                let _ = rustix::fs::inotify::remove_watch(fd, wd);
+            }
+        }
+    }
+
+    /// Watches the planted files again (a reset planted them anew) on the
+    /// same instance, whose fd the supervisor already holds: closing an
+    /// inotify instance waits for an SRCU grace period (see
+    /// `spawn::close_later`), which a new instance per reset would put on
+    /// every reset's path.
+    fn watch_again(&mut self, spec: &JailSpec) -> Result<(), String> {
+        let Some(fd) = &self.fd else {
+            *self = TouchWatch::new(spec)?;
+            return Ok(());
+        };
+        let paths = add_watches(fd, spec)?;
+        self.wds = paths.iter().map(|p| p.0).collect();
+        send(&Report::Watches { paths });
+        Ok(())
     }
 
     fn none() -> TouchWatch {

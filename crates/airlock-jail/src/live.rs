@@ -1296,17 +1296,20 @@ fn read_reports(sh: &Shared, mut touches: Option<Touches>, mut observer: Box<dyn
                 }
             }
             Report::Event { event } => observer.event(event),
-            Report::Watches { paths } => {
-                if let Some(old) = touches.take() {
-                    old.finish(&mut ObserverSink(observer.as_mut()));
-                }
-                if let Some(fd) = passed.take() {
+            Report::Watches { paths } => match (passed.take(), touches.as_mut()) {
+                // The same instance, watching the files a reset planted.
+                (None, Some(t)) => t.rewatched(paths, &mut ObserverSink(observer.as_mut())),
+                (None, None) => {}
+                (Some(fd), _) => {
+                    if let Some(old) = touches.take() {
+                        old.finish(&mut ObserverSink(observer.as_mut()));
+                    }
                     touches = Some(Touches {
                         fd,
                         paths: paths.into_iter().map(|(wd, p)| (wd, p, 0)).collect(),
                     });
                 }
-            }
+            },
             Report::ResetDone { error } => {
                 let mut st = sh.lock();
                 st.resets_done += 1;

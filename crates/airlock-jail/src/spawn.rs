@@ -690,9 +690,8 @@ impl Touches {
         }
     }
 
-    /// Reports what is left and the opens past the per-file cap, and
-    /// hands the fd to the closer thread ([`settle`]).
-    pub(crate) fn finish(mut self, sink: &mut dyn OutputSink) {
+    /// Reports what is left and the opens past the per-file cap.
+    fn settle_paths(&mut self, sink: &mut dyn OutputSink) {
         self.drain(sink);
         for (_, path, n) in &self.paths {
             if *n > MAX_OPENS_REPORTED {
@@ -702,6 +701,21 @@ impl Touches {
                 });
             }
         }
+    }
+
+    /// The same instance watches new files (after a reset re-planted
+    /// them): what the old watches queued is reported first, under the old
+    /// names. Init removed those watches before it sent the new ones, so
+    /// nothing more comes for them.
+    pub(crate) fn rewatched(&mut self, paths: Vec<(i32, String)>, sink: &mut dyn OutputSink) {
+        self.settle_paths(sink);
+        self.paths = paths.into_iter().map(|(wd, p)| (wd, p, 0)).collect();
+    }
+
+    /// Reports what is left and the opens past the per-file cap, and
+    /// hands the fd to the closer thread ([`settle`]).
+    pub(crate) fn finish(mut self, sink: &mut dyn OutputSink) {
+        self.settle_paths(sink);
         close_later(self.fd);
     }
 }

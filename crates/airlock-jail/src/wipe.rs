@@ -96,14 +96,38 @@ fn remove_entry(
     }
 }
 
-/// Copies everything beneath `src` into the empty directory `dst`:
-/// directories, regular files and symlinks (as links, never followed),
-/// with their permission bits; FIFOs, sockets and devices are skipped.
-pub(crate) fn copy_tree(src: &OwnedFd, dst: &OwnedFd) -> Result<(), String> {
-    copy_level(src, dst, 0)
+/// Copies everything beneath `src` into the directory `dst`: directories,
+/// regular files and symlinks (as links, never followed), with their
+/// permission bits; FIFOs, sockets and devices are skipped, and so are the
+/// files whose (device, inode) is in `skip` (without opening them). What
+/// `dst` already holds is merged into: a directory of the same name is
+/// reused, anything else of the same name is replaced.
+pub(crate) fn copy_tree(src: &OwnedFd, dst: &OwnedFd, skip: &[(u64, u64)]) -> Result<(), String> {
+    copy_level(src, dst, skip, 0)
 }
 
-fn copy_level(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> Result<(), String> {
+/// Makes room for `name` in `dst`: a directory stays when `dir` (a
+/// directory is wanted there), anything else goes.
+fn clear(dst: &OwnedFd, name: &CStr, dir: bool) -> Result<(), Errno> {
+    match rustix::fs::statat(dst, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e),
+        Ok(st) => {
+            let ft = FileType::from_raw_mode(st.st_mode);
+            if ft == FileType::Directory && dir {
+                return Ok(());
+            }
+            remove_entry(dst, name, Some(ft), 0)
+        }
+    }
+}
+
+fn copy_level(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    skip: &[(u64, u64)],
+    depth: usize,
+) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err("the tree is deeper than 256 levels".into());
     }
@@ -119,17 +143,29 @@ fn copy_level(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> Result<(), String> 
     for name in names {
         let st = rustix::fs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|x| e("stat", &name, x))?;
+        if skip.contains(&(st.st_dev, st.st_ino)) {
+            continue;
+        }
         let perm = Mode::from_raw_mode(st.st_mode & 0o777);
-        match FileType::from_raw_mode(st.st_mode) {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if matches!(
+            kind,
+            FileType::Directory | FileType::RegularFile | FileType::Symlink
+        ) {
+            clear(dst, &name, kind == FileType::Directory).map_err(|x| e("replace", &name, x))?;
+        }
+        match kind {
             FileType::Directory => {
-                rustix::fs::mkdirat(dst, &name, Mode::from_raw_mode(0o700))
-                    .map_err(|x| e("mkdir", &name, x))?;
+                match rustix::fs::mkdirat(dst, &name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(x) => return Err(e("mkdir", &name, x)),
+                }
                 let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let s = rustix::fs::openat(src, &name, flags, Mode::empty())
                     .map_err(|x| e("open", &name, x))?;
                 let d = rustix::fs::openat(dst, &name, flags, Mode::empty())
                     .map_err(|x| e("open", &name, x))?;
-                copy_level(&s, &d, depth + 1)?;
+                copy_level(&s, &d, skip, depth + 1)?;
                 rustix::fs::fchmod(&d, perm).map_err(|x| e("chmod", &name, x))?;
             }
             FileType::RegularFile => {
@@ -167,6 +203,46 @@ fn copy_level(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> Result<(), String> 
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    fn dir_fd(p: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn copies_into_what_is_there_and_skips_the_given_inodes() {
+        use std::os::unix::fs::MetadataExt;
+        let t = std::env::temp_dir().join(format!("airlock-wipe-copy-{}", std::process::id()));
+        let (src, dst) = (t.join("src"), t.join("dst"));
+        std::fs::create_dir_all(src.join("a")).unwrap();
+        std::fs::create_dir_all(dst.join("a")).unwrap();
+        std::fs::write(src.join("a/b"), "new").unwrap();
+        std::fs::write(dst.join("a/b"), "old").unwrap();
+        std::fs::write(src.join("secret"), "not copied").unwrap();
+        std::fs::write(src.join("d"), "file").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dst.join("d")).unwrap();
+        std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o751)).unwrap();
+        let m = std::fs::metadata(src.join("secret")).unwrap();
+        copy_tree(&dir_fd(&src), &dir_fd(&dst), &[(m.dev(), m.ino())]).unwrap();
+        assert_eq!(std::fs::read_to_string(dst.join("a/b")).unwrap(), "new");
+        assert!(!dst.join("secret").exists());
+        // The link was replaced by the file, never written through.
+        assert!(!std::fs::symlink_metadata(dst.join("d"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(dst.join("d")).unwrap(), "file");
+        let mode = std::fs::metadata(dst.join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o751);
+        std::fs::remove_dir_all(&t).unwrap();
+    }
 
     #[test]
     fn empties_a_tree_with_locked_directories_and_links() {

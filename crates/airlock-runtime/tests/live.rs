@@ -181,6 +181,12 @@ fn background_processes_take_stdin_and_replay_output() {
 fn reset_restores_the_files_and_kills_the_processes() {
     let sb = sandbox();
     let before = out(&run(&sb, "ls -A /workspace /tmp /var/tmp ~"));
+    // A canary read before and after each reset and checkpoint: each read
+    // is one touch, and init's own wipe, plant, checkpoint and restore are
+    // none.
+    let creds = "/home/sandbox/.aws/credentials";
+    let touch = format!("cat {creds} >/dev/null");
+    run(&sb, &touch);
     run(
         &sb,
         "echo x > /workspace/f; mkdir -p /tmp/d/e; chmod 000 /tmp/d; echo y > /var/tmp/g; \
@@ -195,6 +201,7 @@ fn reset_restores_the_files_and_kills_the_processes() {
     assert_eq!(out(&run(&sb, "ls -A /workspace /tmp /var/tmp ~")), before);
     assert!(before.contains(".env"), "{before}");
     assert_eq!(out(&run(&sb, "pgrep -c sleep || true")), "0\n");
+    run(&sb, &touch);
     // A named checkpoint: back to it, not to create.
     run(&sb, "mkdir -p /workspace/d; echo v1 > /workspace/d/f; ln -s d/f /workspace/l; chmod 751 /workspace/d/f");
     sb.checkpoint("v1").unwrap();
@@ -208,12 +215,21 @@ fn reset_restores_the_files_and_kills_the_processes() {
         "cat /workspace/l; stat -c %a /workspace/d/f; ls -A /tmp",
     );
     assert_eq!(out(&r), "v1\n751\n");
+    // The canaries are back as planted, and watched again.
+    assert_eq!(
+        out(&run(&sb, &format!("test -s {creds} && echo planted"))),
+        "planted\n"
+    );
+    run(&sb, &touch);
     match sb.reset(Some("nope")) {
         Err(e) => assert!(e.to_string().contains("no checkpoint named"), "{e}"),
         Ok(_) => panic!("a reset to a missing checkpoint succeeded"),
     }
     assert!(sb.checkpoint("../x").is_err());
-    sb.close().unwrap();
+    let report = sb.close().unwrap();
+    let touched = &report.evidence.canaries.touched;
+    let opens: Vec<_> = touched.iter().map(|t| (t.path.as_str(), t.opens)).collect();
+    assert_eq!(opens, [(creds, 3)], "{touched:?}");
 }
 
 fn the_ttl_closes_the_sandbox() {
