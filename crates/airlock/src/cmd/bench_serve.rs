@@ -289,7 +289,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.runs
         );
         super::bench::print_table(&results);
-        println!("checkpoint (one, of a 4 KiB /tmp file and the planted canaries): {checkpoint_ms:.2} ms");
+        println!("checkpoint (one, of a 4 KiB /tmp file; restores plant the canaries anew): {checkpoint_ms:.2} ms");
         println!(
             "server RSS: {before} KiB idle, {after} KiB with {} live sandboxes: {per_sandbox_kib:.0} KiB per sandbox",
             args.sandboxes
