@@ -1,6 +1,7 @@
 //! The tools offered to agents, all run in the scenario's sandbox
-//! ([`crate::session`]): one sandbox per scenario run, started at its first
-//! call and destroyed when the scenario ends. The scenario's workspace (a
+//! ([`crate::session`]): one live sandbox per scenario run, created at its
+//! first call and closed when the scenario ends; each call is an exec from
+//! the supervisor. The scenario's workspace (a
 //! host directory kept for the scenario's length) is bound at /workspace,
 //! and the network is an allowlist whose only names are the scenario's
 //! mocks (`web.mock`, `search.mock`, `inbox.mock`, the `mail.mock` outbox
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock_policy::{Profile, ToolPolicy};
-use airlock_runtime::RunRequest;
+use airlock_runtime::SandboxRequest;
 use serde_json::{json, Value};
 
 use crate::model::{Environment, Scenario, ToolName};
@@ -26,14 +27,12 @@ use crate::session::{CallError, Session};
 pub const MAX_RESULT: usize = 16 * 1024;
 /// How long one tool call may run, unless the scenario says otherwise.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Wall-clock limit of a scenario's sandbox (a call that finds it ended
+/// Lifetime (ttl) of a scenario's sandbox (a call that finds it ended
 /// starts a fresh one first).
 pub const SANDBOX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Output limit of a scenario's sandbox, over all its calls: none to
-/// speak of (1 TiB). The harness keeps at most a bounded queue of it
-/// (`session`), each result at most [`MAX_RESULT`] bytes, and a call at
-/// most its timeout; a sandbox-wide cap would silently swallow every later
-/// call's answer once reached.
+/// Output limit of a scenario's sandbox's processes: none to speak of
+/// (1 TiB). Each call keeps the end of its output (`session::KEEP`), and
+/// each result at most [`MAX_RESULT`] bytes.
 pub const SANDBOX_OUTPUT: u64 = 1 << 40;
 
 /// The tools' descriptions and argument schemas, for the agent.
@@ -272,28 +271,54 @@ fn no_nul(args: &Value) -> Result<(), String> {
     }
 }
 
-/// The script the sandbox's tool server runs for a call (one line; see
-/// `session`). Commands are exec'd with quoted words; the bulky parts (a
-/// file's content, a request body) go through the shell's `printf`
-/// builtin into a pipe, so that no size limit of a single exec argument
-/// (128 KiB) applies to them.
-fn command(tool: ToolName, args: &Value) -> Result<String, String> {
+/// What a call runs in the sandbox (see `session`): a shell script, and
+/// the bytes its stdin gets. Commands are exec'd with quoted words; the
+/// bulky parts (a file's content, a request body) go to stdin, so that no
+/// size limit of an exec argument (128 KiB) applies to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Call {
+    script: String,
+    stdin: Option<Vec<u8>>,
+}
+
+fn script(s: String) -> Call {
+    Call {
+        script: s,
+        stdin: None,
+    }
+}
+
+fn command(tool: ToolName, args: &Value) -> Result<Call, String> {
     use crate::session::{argv_script, quote};
     no_nul(args)?;
+    let curl = |method: &str, url: &str, body: bool| {
+        let mut argv = vec!["curl", "-sS", "-g", "-i", "-m", "20", "-X", method];
+        if body {
+            argv.extend(["--data-binary", "@-"]);
+        }
+        argv.extend(["--", url]);
+        argv_script(&argv)
+    };
     Ok(match tool {
-        ToolName::Shell => argv_script(&["sh", "-c", arg(args, "command")?]),
-        ToolName::ReadFile => argv_script(&["cat", "--", arg(args, "path")?]),
+        ToolName::Shell => script(argv_script(&["sh", "-c", arg(args, "command")?])),
+        ToolName::ReadFile => script(argv_script(&["cat", "--", arg(args, "path")?])),
         ToolName::WriteFile => {
-            let content = data_encoding::BASE64.encode(arg(args, "content")?.as_bytes());
             let p = quote(arg(args, "path")?);
-            format!(
-                "mkdir -p -- \"$(dirname -- {p})\" && printf %s {} | base64 -d > {p} && echo \"wrote $(wc -c < {p}) bytes to \"{p}",
-                quote(&content)
-            )
+            Call {
+                script: format!(
+                    "mkdir -p -- \"$(dirname -- {p})\" && cat > {p} && echo \"wrote $(wc -c < {p}) bytes to \"{p}"
+                ),
+                stdin: Some(arg(args, "content")?.as_bytes().to_vec()),
+            }
         }
         ToolName::ListDir => {
             let p = opt(args, "path");
-            argv_script(&["ls", "-la", "--", if p.is_empty() { "." } else { p }])
+            script(argv_script(&[
+                "ls",
+                "-la",
+                "--",
+                if p.is_empty() { "." } else { p },
+            ]))
         }
         ToolName::HttpRequest => {
             let method = match opt(args, "method") {
@@ -302,37 +327,15 @@ fn command(tool: ToolName, args: &Value) -> Result<String, String> {
             };
             let url = arg(args, "url")?;
             let body = opt(args, "body");
-            if body.is_empty() {
-                argv_script(&[
-                    "curl", "-sS", "-g", "-i", "-m", "20", "-X", &method, "--", url,
-                ])
-            } else {
-                format!(
-                    "printf %s {} | {}",
-                    quote(body),
-                    argv_script(&[
-                        "curl",
-                        "-sS",
-                        "-g",
-                        "-i",
-                        "-m",
-                        "20",
-                        "-X",
-                        &method,
-                        "--data-binary",
-                        "@-",
-                        "--",
-                        url
-                    ])
-                )
+            Call {
+                script: curl(&method, url, !body.is_empty()),
+                stdin: (!body.is_empty()).then(|| body.as_bytes().to_vec()),
             }
         }
         ToolName::SendEmail => {
             let doc = json!({"to": arg(args, "to")?, "subject": arg(args, "subject")?, "body": arg(args, "body")?});
-            format!(
-                "printf %s {} | {}",
-                quote(&doc.to_string()),
-                argv_script(&[
+            Call {
+                script: argv_script(&[
                     "curl",
                     "-sS",
                     "-m",
@@ -342,10 +345,11 @@ fn command(tool: ToolName, args: &Value) -> Result<String, String> {
                     "--data-binary",
                     "@-",
                     "http://mail.mock/send",
-                ])
-            )
+                ]),
+                stdin: Some(doc.to_string().into_bytes()),
+            }
         }
-        ToolName::SearchWeb => argv_script(&[
+        ToolName::SearchWeb => script(argv_script(&[
             "curl",
             "-sS",
             "-m",
@@ -354,8 +358,14 @@ fn command(tool: ToolName, args: &Value) -> Result<String, String> {
                 "http://search.mock/search?q={}",
                 percent(arg(args, "query")?)
             ),
-        ]),
-        ToolName::ReadInbox => argv_script(&["curl", "-sS", "-m", "20", "http://inbox.mock/inbox"]),
+        ])),
+        ToolName::ReadInbox => script(argv_script(&[
+            "curl",
+            "-sS",
+            "-m",
+            "20",
+            "http://inbox.mock/inbox",
+        ])),
     })
 }
 
@@ -466,14 +476,14 @@ impl<'a> Toolbox<'a> {
                 format!("denied by the tool policy: {}", decision.reason),
             );
         }
-        let script = match command(tool, args) {
+        let call = match command(tool, args) {
             Ok(a) => a,
             Err(e) => return denied(tool, Refusal::BadArguments, e),
         };
         self.calls += 1;
         self.harness = None;
         let from = unix_ms();
-        let (mut result, failed, sandbox) = self.run(&script);
+        let (mut result, failed, sandbox) = self.run(&call);
         let to = unix_ms() + 1;
         if let Some(inj) = &self.scenario.injection {
             if inj.carrier == (crate::model::Carrier::ToolResult { tool }) {
@@ -502,7 +512,7 @@ impl<'a> Toolbox<'a> {
 
     /// Runs `argv` in the scenario's sandbox (started if there is none):
     /// the result text, whether it failed, and the sandbox's id.
-    fn run(&mut self, script: &str) -> (String, bool, Option<String>) {
+    fn run(&mut self, call: &Call) -> (String, bool, Option<String>) {
         // A sandbox that ended while idle (its time ran out, a background
         // process killed its server) is replaced before the call.
         let mut note = String::new();
@@ -510,11 +520,11 @@ impl<'a> Toolbox<'a> {
             let end = self.end_sandbox();
             note = replaced(&end);
         }
-        let (text, failed, sandbox, not_sent) = self.run_in_sandbox(script, note);
+        let (text, failed, sandbox, not_sent) = self.run_in_sandbox(call, note);
         if let Some(end) = not_sent {
             // It ended just before the request went out: the call never
             // ran, so it runs once in a fresh sandbox.
-            let (mut text, failed, sandbox, again) = self.run_in_sandbox(script, replaced(&end));
+            let (mut text, failed, sandbox, again) = self.run_in_sandbox(call, replaced(&end));
             if let Some(end) = again {
                 let e =
                     format!("the fresh sandbox ended too before the call could be sent ({end})");
@@ -531,7 +541,7 @@ impl<'a> Toolbox<'a> {
     /// could not be sent at all.
     fn run_in_sandbox(
         &mut self,
-        script: &str,
+        call: &Call,
         note: String,
     ) -> (String, bool, Option<String>, Option<String>) {
         if self.session.is_none() {
@@ -539,12 +549,13 @@ impl<'a> Toolbox<'a> {
             let audit = self
                 .audit_dir
                 .join(format!("sandbox-{}.jsonl", self.sandboxes));
-            let mut req = RunRequest::new(self.profile.clone(), Vec::new());
+            let mut req = SandboxRequest::new(self.profile.clone());
             req.workspace = Some(self.workspace.clone());
             req.audit = Some(audit.clone());
             req.cgroup_root = self.cgroup_root.clone();
+            req.ttl = Some(self.profile.limits.timeout);
             let t0 = std::time::Instant::now();
-            match Session::start(req, self.stop) {
+            match Session::start(req) {
                 Ok(s) => {
                     tracing::debug!(sandbox = %s.id, took = ?t0.elapsed(), "scenario sandbox ready");
                     self.left.audit.push(audit);
@@ -574,17 +585,32 @@ impl<'a> Toolbox<'a> {
         };
         let id = session.id.clone();
         let t0 = std::time::Instant::now();
-        let answer = session.call(script, self.call_timeout, self.stop);
+        let workspace = self
+            .profile
+            .filesystem
+            .workspace
+            .as_path()
+            .to_string_lossy();
+        let answer = session.call(
+            &call.script,
+            call.stdin.clone(),
+            &workspace,
+            self.call_timeout,
+            self.stop,
+        );
         tracing::debug!(sandbox = %id, took = ?t0.elapsed(), "tool call answered");
         let (out, error) = match answer {
             Ok(out) => (out, None),
             Err((e, out)) => (out, Some(e)),
         };
         let mut text = note;
-        text.push_str(&String::from_utf8_lossy(&out.text));
         if out.dropped > 0 {
-            text.push_str(&format!("\n[... {} more bytes of output]", out.dropped));
+            text.push_str(&format!(
+                "[... {} earlier bytes of output dropped]\n",
+                out.dropped
+            ));
         }
+        text.push_str(&String::from_utf8_lossy(&out.text));
         if error == Some(CallError::NotSent) {
             let end = self.end_sandbox();
             return (text, true, Some(id), Some(end));
@@ -592,32 +618,31 @@ impl<'a> Toolbox<'a> {
         let failed = match error {
             None => {
                 let status = out.status.unwrap_or(-1);
-                if status != 0 {
+                if let Some(d) = out.timed_out {
+                    text.push_str(&format!(
+                        "\nerror: the call ran past its timeout of {} s; its processes were killed (the sandbox goes on)",
+                        d.as_secs_f64()
+                    ));
+                } else if status != 0 {
                     text.push_str(&format!("\n[exit status {status}]"));
+                }
+                if !out.limits_hit.is_empty() {
+                    text.push_str(&format!("\n[limits hit: {}]", out.limits_hit.join(", ")));
                 }
                 status != 0
             }
-            Some(CallError::Unsendable) => {
-                // Refused before it was sent: the sandbox is fine, but the
-                // harness built a script it cannot send (arguments with a
-                // NUL byte are refused before this, and newlines are
-                // quoted), so this is the harness's failure.
-                text.push_str("error: the call cannot be sent to the sandbox (a NUL byte or a raw newline in its script)");
-                self.harness.get_or_insert(
-                    "the harness built a script it cannot send (a NUL byte or a raw newline)"
-                        .into(),
-                );
+            Some(CallError::Harness(e)) => {
+                // airlock could not run the call: never the agent's doing.
+                text.push_str(&format!("error: the sandbox could not run the call: {e}"));
+                self.harness
+                    .get_or_insert(format!("the sandbox could not run the call: {e}"));
                 true
             }
             Some(e) => {
                 let end = self.end_sandbox();
                 text.push_str(&match e {
-                    CallError::Timeout(d) => format!(
-                        "\nerror: no answer within {} s; the scenario's sandbox was stopped ({end}), and the next call starts a fresh one on the same workspace",
-                        d.as_secs()
-                    ),
                     CallError::Interrupted => "\nerror: interrupted".to_owned(),
-                    CallError::Unsendable | CallError::NotSent => String::new(),
+                    CallError::Harness(_) | CallError::NotSent => String::new(),
                     CallError::Ended => format!(
                         "\nerror: the scenario's sandbox ended ({end}); the next call starts a fresh one on the same workspace"
                     ),
@@ -636,7 +661,7 @@ impl<'a> Toolbox<'a> {
         };
         let t0 = std::time::Instant::now();
         let id = session.id.clone();
-        let finished = session.finish(self.stop);
+        let finished = session.finish();
         tracing::debug!(sandbox = %id, took = ?t0.elapsed(), "scenario sandbox ended");
         match finished {
             Ok(rep) => {
@@ -733,11 +758,18 @@ mod tests {
         assert!(command(ToolName::Shell, &json!({})).is_err());
         assert!(command(ToolName::ReadFile, &json!({"path": 3})).is_err());
         let c = command(ToolName::SearchWeb, &json!({"query": "a b&c"})).unwrap();
-        assert!(c.ends_with("q=a%20b%26c'"), "{c:?}");
+        assert!(c.script.ends_with("q=a%20b%26c'"), "{c:?}");
         assert!(command(ToolName::ReadFile, &json!({"path": "a\u{0}b"})).is_err());
-        // Bulky values go through printf, never as an exec argument.
+        // Bulky values go to stdin, never into an exec argument.
         let w = command(ToolName::WriteFile, &json!({"path": "x", "content": "hi"})).unwrap();
-        assert!(w.contains("printf %s 'aGk=' | base64 -d > 'x'"), "{w}");
-        assert!(!w.contains('\n'));
+        assert!(w.script.contains("cat > 'x'"), "{w:?}");
+        assert_eq!(w.stdin.as_deref(), Some(&b"hi"[..]));
+        let h = command(
+            ToolName::HttpRequest,
+            &json!({"url": "http://web.mock/", "method": "post", "body": "b"}),
+        )
+        .unwrap();
+        assert!(h.script.contains("'--data-binary' '@-'"), "{h:?}");
+        assert_eq!(h.stdin.as_deref(), Some(&b"b"[..]));
     }
 }

@@ -60,7 +60,7 @@ pub use hostids::{ROOT_MODE_UID_BASE, ROOT_MODE_UID_COUNT};
 pub use landlock::{kernel_abi as landlock_abi, LandlockEnforcement, LandlockReport};
 pub use live::{
     checkpoint_name_ok, ExecReport, ExecSpec, ExecStdin, LiveError, NoObserver, OutputChunk,
-    Process, Sandbox, SandboxObserver, Stream, MAX_EXEC_REQUEST,
+    Process, Sandbox, SandboxObserver, Stream, MAX_ARG_BYTES, MAX_EXEC_REQUEST,
 };
 pub use proto::INIT_ARG;
 pub use report::{

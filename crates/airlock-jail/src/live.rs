@@ -45,8 +45,15 @@ pub fn checkpoint_name_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-/// Most bytes of one exec request (argv, env, cwd) on the control socket.
-pub const MAX_EXEC_REQUEST: usize = 256 * 1024;
+/// Most bytes of one exec request (argv, env, cwd, as JSON) on the control
+/// socket: one `SOCK_SEQPACKET` message must fit the socket's default send
+/// buffer (`net.core.wmem_default`, 208 KiB), which an unprivileged
+/// supervisor cannot raise past `wmem_max`.
+pub const MAX_EXEC_REQUEST: usize = 192 * 1024;
+
+/// Most bytes of one argument or environment string: the kernel's
+/// `MAX_ARG_STRLEN` (32 pages), past which execve fails with E2BIG.
+pub const MAX_ARG_BYTES: usize = 128 * 1024;
 
 /// Errors of a live sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -517,7 +524,10 @@ impl Sandbox {
         if serde_json::to_vec(&req).map_or(0, |b| b.len()) > MAX_EXEC_REQUEST {
             return Err(LiveError::BadRequest {
                 field: "cmd",
-                reason: format!("the command, environment and cwd exceed {MAX_EXEC_REQUEST} bytes"),
+                reason: format!(
+                    "the command, environment and cwd exceed {MAX_EXEC_REQUEST} bytes \
+                     (pass bulky data on stdin or as a file)"
+                ),
             });
         }
         let pipe = || {
@@ -1048,12 +1058,35 @@ fn validate_exec(exec: &ExecSpec) -> Result<(), LiveError> {
     if exec.argv.iter().any(|a| a.contains('\0')) {
         return Err(bad("cmd", "an argument contains a NUL byte".into()));
     }
+    if let Some((i, a)) = exec
+        .argv
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.len() >= MAX_ARG_BYTES)
+    {
+        return Err(bad(
+            "cmd",
+            format!(
+                "argument {i} is {} bytes; the kernel takes less than {MAX_ARG_BYTES} per \
+                 argument (pass bulky data on stdin or as a file)",
+                a.len()
+            ),
+        ));
+    }
     for (k, v) in &exec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(bad("env", format!("{k:?} is not a variable name")));
         }
         if v.contains('\0') {
             return Err(bad("env", format!("{k}: the value contains a NUL byte")));
+        }
+        if k.len() + v.len() + 1 >= MAX_ARG_BYTES {
+            return Err(bad(
+                "env",
+                format!(
+                    "{k}: the variable is longer than the kernel takes ({MAX_ARG_BYTES} bytes)"
+                ),
+            ));
         }
     }
     if exec.output_cap == 0 {

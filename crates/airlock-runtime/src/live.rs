@@ -155,6 +155,10 @@ pub struct CloseReport {
     pub sandbox: String,
     /// Why it closed.
     pub reason: String,
+    /// airlock's own failure while closing it (the jail's close), if any:
+    /// never the sandbox's doing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// What the egress gateway decided.
     pub network: Option<NetworkReport>,
     /// Canaries, escalations, copy-out and the audit log's summary.
@@ -471,14 +475,31 @@ impl Sandbox {
         req: &ExecRequest,
         on_output: &mut dyn FnMut(Stream, &[u8]),
     ) -> Result<ExecResult, RuntimeError> {
+        self.exec_until(req, on_output, &std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// [`Sandbox::exec`] that kills the command's tree as soon as `cancel`
+    /// is set (it is looked at every 100 ms); the result then says
+    /// `killed`.
+    pub fn exec_until(
+        &self,
+        req: &ExecRequest,
+        on_output: &mut dyn FnMut(Stream, &[u8]),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<ExecResult, RuntimeError> {
         self.touch()?;
         let spec = self.exec_spec(req)?;
         let (p, report) = {
             let p = self.inner.jail.start(spec).map_err(live_err)?;
             self.record_start(&p, req, false);
             let (mut o, mut e) = (0u64, 0u64);
+            let mut cancelled = false;
             loop {
-                let done = p.wait_output(o, e, Duration::from_secs(3600));
+                if !cancelled && cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                    cancelled = true;
+                    let _ = p.kill();
+                }
+                let done = p.wait_output(o, e, Duration::from_millis(100));
                 let out = p.output(Stream::Stdout, o, usize::MAX);
                 if !out.data.is_empty() {
                     on_output(Stream::Stdout, &out.data);
@@ -747,6 +768,7 @@ impl Sandbox {
         let report = CloseReport {
             sandbox: inner.id.clone(),
             reason,
+            error: jail_result.err().map(|e| e.to_string()),
             network,
             evidence,
         };
