@@ -16,8 +16,8 @@ pub enum McpError {
     Close {
         /// The sandbox's id.
         id: String,
-        /// What failed.
+        /// What failed (boxed: the runtime's error is large).
         #[source]
-        source: airlock_runtime::RuntimeError,
+        source: Box<airlock_runtime::RuntimeError>,
     },
 }

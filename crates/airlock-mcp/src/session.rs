@@ -174,8 +174,9 @@ impl Session {
         };
         let Some(sb) = sb else { return Ok(None) };
         let id = sb.id().to_string();
-        sb.close()
-            .map(Some)
-            .map_err(|source| crate::McpError::Close { id, source })
+        sb.close().map(Some).map_err(|e| crate::McpError::Close {
+            id,
+            source: Box::new(e),
+        })
     }
 }
