@@ -116,13 +116,18 @@ fn add_network(
                         (Some(n), None) => n.clone(),
                         (None, _) => f.addr.map_or_else(|| "?".into(), |a| a.to_string()),
                     };
+                    let mut how = serde_json::to_value(f.proto)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    // The query type, method or SNI: tells an A from an AAAA.
+                    if let Some(d) = &f.detail {
+                        how.push(' ');
+                        how.push_str(d);
+                    }
                     let _ = writeln!(
                         text,
-                        "airlock: egress denied ({}) {target}: {}",
-                        serde_json::to_value(f.proto)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        "airlock: egress denied ({how}) {target}: {}",
                         f.reason
                     );
                 }
