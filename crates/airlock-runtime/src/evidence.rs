@@ -160,6 +160,32 @@ pub(crate) struct Shared {
     failed: AtomicBool,
     pub(crate) evidence: Mutex<EvidenceReport>,
     execs: AtomicU64,
+    net: Mutex<NetLog>,
+}
+
+/// Most egress events a live sandbox keeps for [`crate::Sandbox::network_events`];
+/// later ones are counted (the audit log and the close report have them all).
+pub(crate) const MAX_NET_EVENTS: usize = 10_000;
+
+/// The gateway's decisions and caps as they arrive, for callers that ask
+/// what happened since their last look.
+#[derive(Debug, Default)]
+struct NetLog {
+    events: Vec<NetworkEvent>,
+    dropped: u64,
+}
+
+/// One egress observation, as [`crate::Sandbox::network_events`] returns it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NetworkEvent {
+    /// A connection or name lookup was decided.
+    Decision(airlock_egress::FlowRecord),
+    /// A cap of the profile's network section was reached.
+    Limit {
+        /// Which cap.
+        limit: airlock_egress::EgressLimit,
+    },
 }
 
 impl Shared {
@@ -170,7 +196,25 @@ impl Shared {
             failed: AtomicBool::new(false),
             evidence: Mutex::default(),
             execs: AtomicU64::new(0),
+            net: Mutex::default(),
         })
+    }
+
+    fn note_net(&self, ev: NetworkEvent) {
+        let mut n = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        if n.events.len() < MAX_NET_EVENTS {
+            n.events.push(ev);
+        } else {
+            n.dropped += 1;
+        }
+    }
+
+    /// The egress events from index `from` on, the index to ask from
+    /// next, and how many were dropped past [`MAX_NET_EVENTS`] so far.
+    pub(crate) fn net_since(&self, from: usize) -> (Vec<NetworkEvent>, usize, u64) {
+        let n = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        let from = from.min(n.events.len());
+        (n.events[from..].to_vec(), n.events.len(), n.dropped)
     }
 
     /// Appends an event to the audit log (when there is one). A failed
@@ -223,14 +267,18 @@ pub(crate) fn gateway_observer(
     asks: mpsc::Sender<airlock_egress::EscalationAsk>,
 ) -> airlock_egress::EventObserver {
     Box::new(move |ev: &GatewayEvent| match ev {
-        GatewayEvent::Flow(f) => shared.record("net.decision", to_json(f)),
+        GatewayEvent::Flow(f) => {
+            shared.record("net.decision", to_json(f));
+            shared.note_net(NetworkEvent::Decision(f.clone()));
+        }
         GatewayEvent::Sink(s) => shared.record(
             "net.mock_request",
             json!({"mock": s.mock, "host": s.host, "method": s.method, "path": s.path,
                    "body_len": s.body_len}),
         ),
         GatewayEvent::Limit { limit } => {
-            shared.record("limit.hit", json!({"layer": "egress", "limit": limit}))
+            shared.record("limit.hit", json!({"layer": "egress", "limit": limit}));
+            shared.note_net(NetworkEvent::Limit { limit: *limit });
         }
         GatewayEvent::Canary(c) => {
             shared.record("canary.exfiltration", to_json(c));

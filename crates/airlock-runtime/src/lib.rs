@@ -8,9 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use airlock_egress::{
-    EgressLimit, FlowRecord, GatewayEvent, GatewayProcess, ListenerRole, ProcessConfig, SinkRecord,
-};
+pub use airlock_egress::{EgressLimit, FlowRecord};
+use airlock_egress::{GatewayEvent, GatewayProcess, ListenerRole, ProcessConfig, SinkRecord};
 use airlock_jail::{
     CgroupSpec, JailSpec, LandlockSpec, ListenSpec, NetSpec, PlantFile, RlimitSpec, RoBind,
     RunOptions, StdinMode, WorkspaceSource,
@@ -27,11 +26,11 @@ use airlock_policy::{NetworkMode, NetworkPolicy, Profile, Requirement, DNS_PORT,
 pub use approve::{ApprovalRequest, Approver, CommandApprover};
 pub use evidence::{
     AuditSummary, CanaryLeak, CanaryReport, CanaryTouch, CopyOutRecord, EscalationRecord,
-    EvidenceReport, PlantedCanary,
+    EvidenceReport, NetworkEvent, PlantedCanary,
 };
 pub use live::{
-    CloseReport, ExecRequest, ExecResult, FileError, FileKind, LiveError, OutputChunk, Process,
-    Sandbox, SandboxInfo, SandboxRequest, DEFAULT_FILE_MAX,
+    CloseReport, ExecRequest, ExecResult, FileError, FileKind, LiveError, NetworkSince,
+    OutputChunk, Process, Sandbox, SandboxInfo, SandboxRequest, DEFAULT_FILE_MAX,
 };
 use serde::Serialize;
 

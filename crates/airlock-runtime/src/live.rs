@@ -166,6 +166,18 @@ pub struct CloseReport {
     pub evidence: EvidenceReport,
 }
 
+/// Egress events since a caller's last look ([`Sandbox::network_events`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkSince {
+    /// The decisions and caps, in the order the gateway reported them.
+    pub events: Vec<crate::NetworkEvent>,
+    /// The cursor to pass next time.
+    pub next: usize,
+    /// Events not kept since create (past the in-memory cap; the audit log
+    /// and the close report still have them).
+    pub dropped: u64,
+}
+
 struct Life {
     last_used: Instant,
     closed: Option<CloseReport>,
@@ -701,6 +713,21 @@ impl Sandbox {
         );
         r.map_err(live_err)?;
         Ok(took)
+    }
+
+    /// The egress gateway's decisions and caps from cursor `from` on (0:
+    /// since create), with or without an audit log. Empty for a profile
+    /// without a gateway (network mode `none`: nothing can leave, so
+    /// nothing is decided). Events reach the supervisor a moment after the
+    /// gateway decides; one that races a command's end shows up in the
+    /// next call.
+    pub fn network_events(&self, from: usize) -> NetworkSince {
+        let (events, next, dropped) = self.inner.shared.net_since(from);
+        NetworkSince {
+            events,
+            next,
+            dropped,
+        }
     }
 
     /// The audit log so far, one JSON value an event (empty without one).

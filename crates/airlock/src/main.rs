@@ -49,6 +49,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Talk to `airlock serve`: create, exec, cp, ls, rm, list.
     Sandbox(cmd::sandbox::Args),
+    /// Serve the Model Context Protocol on stdio: one live sandbox per session.
+    Mcp(cmd::mcp::Args),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Bench(c) => cmd::bench::main(c),
         Command::Serve(a) => cmd::serve::main(a),
         Command::Sandbox(a) => cmd::sandbox::main(a),
+        Command::Mcp(a) => cmd::mcp::main(a),
         Command::Completions(a) => cmd::install::completions(a, &mut Cli::command()),
         Command::Man(a) => cmd::install::man(a, Cli::command()),
     };
