@@ -645,11 +645,9 @@ scenarios:
     assert_eq!(tools[7]["failed"], true, "{transcript:#}");
     assert_eq!(tools[8]["result"], "", "{transcript:#}");
     assert!(
-        all_tools.iter().all(|t| !t["result"]
-            .as_str()
-            .unwrap_or("")
-            .contains("FORGED")
-            || t == &tools[7]),
+        all_tools
+            .iter()
+            .all(|t| !t["result"].as_str().unwrap_or("").contains("FORGED") || t == &tools[7]),
         "{transcript:#}"
     );
     // One sandbox for the whole scenario.
