@@ -260,6 +260,10 @@ impl Server<'_> {
                 .map(|(f, s)| (s.0, s.1, f.revents()))
                 .collect();
             drop(fds);
+            // The request last: a reset or a close changes `running`, which
+            // the other slots index.
+            let mut ready = ready;
+            ready.sort_by_key(|r| r.0 == 0);
             for (kind, i, rev) in ready {
                 match kind {
                     0 => self.request(&mut buf),

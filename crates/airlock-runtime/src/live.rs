@@ -200,6 +200,9 @@ struct Inner {
     life_cond: Condvar,
     canaries: Vec<airlock_canary::Canary>,
     scanner: std::sync::OnceLock<airlock_canary::Scanner>,
+    /// Background processes whose end is not recorded yet (close waits
+    /// for them, so their output's canary scan is in the report).
+    bg_pending: (Mutex<usize>, Condvar),
 }
 
 /// A live sandbox. Clones share it; [`Sandbox::close`] ends it for all.
@@ -287,6 +290,7 @@ impl Sandbox {
             life_cond: Condvar::new(),
             canaries,
             scanner: std::sync::OnceLock::new(),
+            bg_pending: (Mutex::new(0), Condvar::new()),
         });
         if inner.ttl.is_some() || inner.idle.is_some() {
             let weak = Arc::downgrade(&inner);
@@ -555,17 +559,39 @@ impl Sandbox {
         let spec = self.exec_spec(req)?;
         let p = self.inner.jail.start(spec).map_err(live_err)?;
         self.record_start(&p, req, true);
-        // Its end is recorded when it comes.
+        // Its end is recorded when it comes (at the latest when the
+        // sandbox closes, which waits for it).
         let me = self.clone();
         let watched = p.clone();
-        let _ = std::thread::Builder::new()
+        let pending = |d: isize| {
+            let (n, cv) = &self.inner.bg_pending;
+            let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
+            *n = n.saturating_add_signed(d);
+            cv.notify_all();
+        };
+        pending(1);
+        let spawned = std::thread::Builder::new()
             .name("airlock-bg".into())
-            .spawn(move || loop {
-                if let Some(r) = watched.wait(Duration::from_secs(3600)) {
-                    me.record_end(&r);
-                    return;
+            .spawn(move || {
+                loop {
+                    if let Some(r) = watched.wait(Duration::from_secs(3600)) {
+                        me.record_end(&r);
+                        // Its output (what the cap kept) is scanned for the
+                        // canaries, as an exec's is.
+                        let res = me.result_of(&watched, &r);
+                        me.scan(r.id, "stdout", &res.stdout);
+                        me.scan(r.id, "stderr", &res.stderr);
+                        break;
+                    }
                 }
+                let (n, cv) = &me.inner.bg_pending;
+                let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
+                *n = n.saturating_sub(1);
+                cv.notify_all();
             });
+        if spawned.is_err() {
+            pending(-1);
+        }
         Ok(p)
     }
 
@@ -767,6 +793,15 @@ impl Sandbox {
             "ended".to_string()
         };
         let jail_result = inner.jail.close();
+        // Every process is dead now: the background watchers record their
+        // ends and scans (bounded, should one be stuck).
+        {
+            let (n, cv) = &inner.bg_pending;
+            let n = n.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = cv
+                .wait_timeout_while(n, Duration::from_secs(5), |n| *n > 0)
+                .unwrap_or_else(|p| p.into_inner());
+        }
         let approver = inner
             .approver
             .lock()

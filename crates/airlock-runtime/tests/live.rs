@@ -156,6 +156,10 @@ fn background_processes_take_stdin_and_replay_output() {
     assert_eq!(o.data, b"got:a\ngot:b\n");
     let tail = p.output(Stream::Stdout, 6, usize::MAX);
     assert_eq!(tail.data, b"got:b\n");
+    // A background process that prints a canary is caught as an exec is.
+    let leak = sb
+        .spawn(&sh("sleep 0.2; cat /home/sandbox/.aws/credentials"))
+        .unwrap();
     assert_eq!(p.output(Stream::Stderr, 0, usize::MAX).data, b"done\n");
     // A signal reaches a background process.
     let p = sb
@@ -175,7 +179,15 @@ fn background_processes_take_stdin_and_replay_output() {
     assert_eq!(r.stdout.len(), 100);
     assert!(r.stdout_dropped > 5000, "{}", r.stdout_dropped);
     assert!(r.limits_hit.contains(&airlock_runtime::LimitHit::Output));
-    sb.close().unwrap();
+    assert!(leak.wait(Duration::from_secs(10)).is_some());
+    let report = sb.close().unwrap();
+    let leaked = &report.evidence.canaries.leaked;
+    assert!(
+        leaked
+            .iter()
+            .any(|l| l.canary == "aws-secret" && l.place == format!("exec:{}:stdout", leak.id())),
+        "{leaked:?}"
+    );
 }
 
 fn reset_restores_the_files_and_kills_the_processes() {
