@@ -463,7 +463,12 @@ impl Server<'_> {
         let (cmd_r, cmd_w) = pipe()?;
         let (status_r, status_w) = pipe()?;
         let at_fork = self.t0.elapsed();
-        let leader = match unsafe_fork() {
+        // A failed fork (the pids limit reached by the sandbox's own
+        // processes) fails this exec, never init.
+        // SAFETY: init is single-threaded (a fresh exec that started no threads).
+        let forked = unsafe { sys::fork() }
+            .map_err(|e| format!("fork of the exec's monitor: {e} (the pids limit?)"))?;
+        let leader = match forked {
             Forked::Child => {
                 // The monitor keeps nothing of init's but the control
                 // socket (close-on-exec, and its process closes nothing
