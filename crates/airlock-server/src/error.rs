@@ -17,6 +17,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for people; names the field or path.
     pub message: String,
+    /// A finer, machine-readable cause within the code, when there is
+    /// one (`no_sandbox`, `is_a_directory`, `outside`, ...).
+    pub reason: Option<&'static str>,
 }
 
 /// The body of every error answer.
@@ -36,6 +39,12 @@ pub struct ErrorDetail {
     pub code: String,
     /// What went wrong.
     pub message: String,
+    /// A finer cause within the code, for clients that act on it:
+    /// `no_sandbox`, `no_process`, `no_checkpoint`, `no_route` (404);
+    /// `is_a_directory`, `not_a_directory` (409 `wrong_kind`); `outside`,
+    /// `link`, `hard_link`, `permission` (403 `forbidden_path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl ApiError {
@@ -45,7 +54,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    /// The same error with a finer cause.
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// 400 naming a field.
@@ -78,6 +94,7 @@ impl ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message.clone(),
+                reason: self.reason.map(String::from),
             },
         }
     }
@@ -95,21 +112,26 @@ impl IntoResponse for ApiError {
 impl From<FileError> for ApiError {
     fn from(e: FileError) -> Self {
         use StatusCode as S;
-        let (status, code) = match &e {
-            FileError::NotFound(_) => (S::NOT_FOUND, "not_found"),
-            FileError::IsADirectory(_) | FileError::NotADirectory(_) => (S::CONFLICT, "wrong_kind"),
-            FileError::Outside { .. }
-            | FileError::Link(_)
-            | FileError::HardLink(_)
-            | FileError::Permission(_) => (S::FORBIDDEN, "forbidden_path"),
-            FileError::BadPath { .. } => (S::BAD_REQUEST, "bad_path"),
-            FileError::NotRegular(_) => (S::UNPROCESSABLE_ENTITY, "not_regular"),
-            FileError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "too_large"),
-            FileError::Exists(_) | FileError::NotEmpty(_) => (S::CONFLICT, "conflict"),
-            FileError::NoSpace(_) => (S::INSUFFICIENT_STORAGE, "no_space"),
-            _ => (S::INTERNAL_SERVER_ERROR, "internal"),
+        let (status, code, reason) = match &e {
+            FileError::NotFound(_) => (S::NOT_FOUND, "not_found", None),
+            FileError::IsADirectory(_) => (S::CONFLICT, "wrong_kind", Some("is_a_directory")),
+            FileError::NotADirectory(_) => (S::CONFLICT, "wrong_kind", Some("not_a_directory")),
+            FileError::Outside { .. } => (S::FORBIDDEN, "forbidden_path", Some("outside")),
+            FileError::Link(_) => (S::FORBIDDEN, "forbidden_path", Some("link")),
+            FileError::HardLink(_) => (S::FORBIDDEN, "forbidden_path", Some("hard_link")),
+            FileError::Permission(_) => (S::FORBIDDEN, "forbidden_path", Some("permission")),
+            FileError::BadPath { .. } => (S::BAD_REQUEST, "bad_path", None),
+            FileError::NotRegular(_) => (S::UNPROCESSABLE_ENTITY, "not_regular", None),
+            FileError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "too_large", None),
+            FileError::Exists(_) | FileError::NotEmpty(_) => (S::CONFLICT, "conflict", None),
+            FileError::NoSpace(_) => (S::INSUFFICIENT_STORAGE, "no_space", None),
+            _ => (S::INTERNAL_SERVER_ERROR, "internal", None),
         };
-        ApiError::new(status, code, e.to_string())
+        let err = ApiError::new(status, code, e.to_string());
+        match reason {
+            Some(r) => err.with_reason(r),
+            None => err,
+        }
     }
 }
 
@@ -119,13 +141,17 @@ impl From<LiveError> for ApiError {
         let (status, code) = match &e {
             LiveError::Closed | LiveError::Gone(_) => (S::CONFLICT, "sandbox_closed"),
             LiveError::BadRequest { .. } => (S::BAD_REQUEST, "bad_request"),
-            LiveError::NoProcess(_) => (S::NOT_FOUND, "not_found"),
+            LiveError::NoProcess(_) => {
+                return ApiError::new(S::NOT_FOUND, "not_found", e.to_string())
+                    .with_reason("no_process")
+            }
             LiveError::StdinClosed(_) => (S::CONFLICT, "conflict"),
             LiveError::NoAnswer { .. } => (S::GATEWAY_TIMEOUT, "timeout"),
             // init answers a reset to a checkpoint it does not hold with
             // this text (`init.rs`); every other reset failure is ours.
             LiveError::Reset(m) if m.starts_with("no checkpoint named") => {
-                (S::NOT_FOUND, "not_found")
+                return ApiError::new(S::NOT_FOUND, "not_found", e.to_string())
+                    .with_reason("no_checkpoint")
             }
             _ => (S::INTERNAL_SERVER_ERROR, "internal"),
         };

@@ -118,7 +118,7 @@ async fn openapi() -> Response {
 }
 
 async fn no_route() -> ApiError {
-    ApiError::not_found("no such route; see GET /openapi.json")
+    ApiError::not_found("no such route; see GET /openapi.json").with_reason("no_route")
 }
 
 async fn no_method() -> ApiError {

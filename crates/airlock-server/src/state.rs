@@ -206,7 +206,9 @@ impl AppState {
             .sandboxes
             .get(id)
             .map(|e| (e.sandbox.clone(), e.memory))
-            .ok_or_else(|| ApiError::not_found(format!("no sandbox {id:?}")))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no sandbox {id:?}")).with_reason("no_sandbox")
+            })
     }
 
     /// Forgets a sandbox (after its close).
