@@ -539,7 +539,7 @@ mod tests {
             p.filesystem.ro_optional.last().unwrap().as_str(),
             "/opt/tools"
         );
-        assert_eq!(p.filesystem.ro_optional.len(), 12);
+        assert_eq!(p.filesystem.ro_optional.len(), 13);
         assert_eq!(p.network.allow.len(), 1);
     }
 

@@ -81,6 +81,7 @@ pub(crate) const DEFAULT_RO_OPTIONAL: &[&str] = &[
     "/etc/ca-certificates",
     "/usr/share/ca-certificates",
     "/etc/localtime",
+    "/etc/os-release",
 ];
 
 /// What the sandbox sees of the filesystem. The root is an empty tmpfs;
@@ -98,7 +99,9 @@ pub(crate) struct WireFilesystem {
     /// Like `ro`, but a path missing on the host is skipped silently.
     /// Default: /bin, /sbin, /lib, /lib32, /lib64, /libx32,
     /// /etc/alternatives, /etc/ssl/certs, /etc/ca-certificates,
-    /// /usr/share/ca-certificates, /etc/localtime.
+    /// /usr/share/ca-certificates, /etc/localtime, /etc/os-release (the
+    /// distribution's name, which tools such as Inspect's probe read; the
+    /// file itself, /usr/lib/os-release, is under /usr already).
     pub(crate) ro_optional: Vec<AbsPath>,
     /// Size cap of the /tmp tmpfs. Default: "64M".
     pub(crate) tmp_size: ByteSize,
