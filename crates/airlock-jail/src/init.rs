@@ -281,7 +281,8 @@ impl Server<'_> {
     /// One request from the supervisor. End of file: the supervisor is
     /// gone, and so is the sandbox (init's exit kills every process).
     fn request(&mut self, buf: &mut [u8]) {
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        // Room for an exec's three stdio fds and its plan's memfd.
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
         let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
         // SAFETY: CTL (fd 3) is the control socket, open for the life of init.
         let ctl = unsafe { std::os::fd::BorrowedFd::borrow_raw(CTL) };
@@ -318,6 +319,19 @@ impl Server<'_> {
             Request::Exec(plan) => {
                 let id = plan.id;
                 match self.start(plan, fds) {
+                    Ok(r) => self.running.push(r),
+                    Err(message) => send(&Report::SetupError {
+                        id: Some(id),
+                        message,
+                    }),
+                }
+            }
+            Request::ExecLarge { id, len } => {
+                // The memfd is closed here, before anything is forked: it
+                // never reaches a monitor's or a payload's fd table.
+                let mut fds = fds;
+                let plan = large_plan(id, len, fds.pop());
+                match plan.and_then(|plan| self.start(plan, fds)) {
                     Ok(r) => self.running.push(r),
                     Err(message) => send(&Report::SetupError {
                         id: Some(id),
@@ -910,6 +924,24 @@ fn unsafe_fork() -> Forked<libc::pid_t> {
         Ok(f) => f,
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// The plan of an [`Request::ExecLarge`] from its memfd (`memfd`, the last
+/// fd attached), which is closed on return.
+fn large_plan(id: u64, len: u64, memfd: Option<OwnedFd>) -> Result<ExecPlan, String> {
+    let memfd = memfd.ok_or_else(|| format!("exec {id}: no memfd attached to the large plan"))?;
+    let bytes = crate::proto::read_sealed(&memfd, len, crate::live::MAX_EXEC_REQUEST)
+        .map_err(|e| format!("exec {id}: {e}"))?;
+    drop(memfd);
+    let plan: ExecPlan =
+        serde_json::from_slice(&bytes).map_err(|e| format!("exec {id}: malformed plan: {e}"))?;
+    if plan.id != id {
+        return Err(format!(
+            "exec {id}: the memfd holds the plan of exec {}",
+            plan.id
+        ));
+    }
+    Ok(plan)
 }
 
 fn is_full(p: &Path) -> bool {

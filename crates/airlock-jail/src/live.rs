@@ -45,11 +45,12 @@ pub fn checkpoint_name_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-/// Most bytes of one exec request (argv, env, cwd, as JSON) on the control
-/// socket: one `SOCK_SEQPACKET` message must fit the socket's default send
-/// buffer (`net.core.wmem_default`, 208 KiB), which an unprivileged
-/// supervisor cannot raise past `wmem_max`.
-pub const MAX_EXEC_REQUEST: usize = 192 * 1024;
+/// Most bytes of one exec request (argv, env, cwd, as JSON). Up to 160 KiB
+/// it goes to init as one message on the control socket; a larger one goes
+/// in a sealed memfd attached to a small message. The kernel still caps
+/// argv and envp together at a quarter of the stack rlimit (at most 6 MiB):
+/// an exec over that fails like any exec (`E2BIG`, exit code 126).
+pub const MAX_EXEC_REQUEST: usize = 8 * 1024 * 1024;
 
 /// Most bytes of one argument or environment string: the kernel's
 /// `MAX_ARG_STRLEN` (32 pages), past which execve fails with E2BIG.
@@ -362,7 +363,7 @@ impl Shared {
 
     fn send(&self, req: &Request, fds: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LiveError> {
         let bytes = serde_json::to_vec(req).expect("request serializes");
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
         let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() {
             anc.push(rustix::net::SendAncillaryMessage::ScmRights(fds));
@@ -520,8 +521,8 @@ impl Sandbox {
             passed_stdio: true,
             tty: false,
         };
-        let req = Request::Exec(plan);
-        if serde_json::to_vec(&req).map_or(0, |b| b.len()) > MAX_EXEC_REQUEST {
+        let plan_json = serde_json::to_vec(&plan).expect("an exec plan serializes");
+        if plan_json.len() > MAX_EXEC_REQUEST {
             return Err(LiveError::BadRequest {
                 field: "cmd",
                 reason: format!(
@@ -530,6 +531,16 @@ impl Sandbox {
                 ),
             });
         }
+        // Too big for one message on the control socket: the plan goes in
+        // a sealed memfd, attached after the stdio fds.
+        let (req, plan_fd) = if plan_json.len() > crate::proto::INLINE_EXEC_REQUEST {
+            let fd = crate::proto::sealed_memfd(&plan_json)?;
+            let len = plan_json.len() as u64;
+            (Request::ExecLarge { id, len }, Some(fd))
+        } else {
+            (Request::Exec(plan), None)
+        };
+        drop(plan_json);
         let pipe = || {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
                 .map_err(|e| LiveError::from(SysError::from_errno("pipe", e.raw_os_error())))
@@ -580,14 +591,14 @@ impl Sandbox {
             wake,
         });
         self.shared.lock().procs.insert(id, Arc::clone(&proc_));
-        if let Err(e) = self
-            .shared
-            .send(&req, &[in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])
-        {
+        let mut fds = vec![in_r.as_fd(), out_w.as_fd(), err_w.as_fd()];
+        fds.extend(plan_fd.as_ref().map(|f| f.as_fd()));
+        if let Err(e) = self.shared.send(&req, &fds) {
             self.shared.lock().procs.remove(&id);
             return Err(e);
         }
-        drop((in_r, out_w, err_w));
+        drop(fds);
+        drop((in_r, out_w, err_w, plan_fd));
         match (exec.stdin, in_w) {
             (ExecStdin::Bytes(bytes), Some(w)) => write_in_background(w, bytes),
             (ExecStdin::Pipe, Some(w)) => proc_.lock().stdin = Some(w),

@@ -77,7 +77,8 @@ pub(crate) struct InitConfig {
 }
 
 /// What the supervisor asks of init once the sandbox is set up (JSON on
-/// the control socket; an `Exec` of passed stdio carries three fds).
+/// the control socket; an `Exec` of passed stdio carries three fds, an
+/// `ExecLarge` a fourth).
 /// Only the supervisor holds the other end of the socket, and init keeps
 /// it out of every payload's fd table (close-on-exec, closed before exec),
 /// so nothing inside the sandbox can send one.
@@ -86,6 +87,12 @@ pub(crate) struct InitConfig {
 pub(crate) enum Request {
     /// Start a process in the sandbox.
     Exec(ExecPlan),
+    /// Start a process whose plan is too big for one message: the plan's
+    /// JSON (`len` bytes) is in a sealed memfd (`F_SEAL_SHRINK`,
+    /// `F_SEAL_GROW`, `F_SEAL_WRITE`, `F_SEAL_SEAL`) attached after the
+    /// stdio fds. Init checks the seals and the size, reads it, and closes
+    /// it before it forks anything.
+    ExecLarge { id: u64, len: u64 },
     /// Send a signal to an exec's process.
     Signal { id: u64, signal: i32 },
     /// Kill an exec's whole tree (its process and every descendant,
@@ -190,4 +197,110 @@ pub(crate) enum Report {
         /// peak address space near the limit.
         memory: bool,
     },
+}
+
+/// Most bytes of an exec request sent as one message on the control
+/// socket: one `SOCK_SEQPACKET` message must fit the socket's default send
+/// buffer (`net.core.wmem_default`, 208 KiB), which an unprivileged
+/// supervisor cannot raise past `wmem_max`. A larger plan goes in a sealed
+/// memfd ([`Request::ExecLarge`]).
+pub(crate) const INLINE_EXEC_REQUEST: usize = 160 * 1024;
+
+/// The seals a memfd carrying an exec plan must have: nobody (the
+/// supervisor included) can change its contents or size once init checks
+/// it, and no seal can be taken away.
+fn plan_seals() -> rustix::fs::SealFlags {
+    use rustix::fs::SealFlags;
+    SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL
+}
+
+/// `bytes` in a new sealed memfd (close-on-exec), for
+/// [`Request::ExecLarge`].
+pub(crate) fn sealed_memfd(bytes: &[u8]) -> Result<std::os::fd::OwnedFd, crate::SysError> {
+    use rustix::fs::{memfd_create, MemfdFlags};
+    let sys = |call, e: rustix::io::Errno| crate::SysError::from_errno(call, e.raw_os_error());
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // Never executable (MFD_NOEXEC_SEAL, which `vm.memfd_noexec = 2`
+    // requires); kernels before 6.3 do not know the flag.
+    let fd = match memfd_create("airlock-exec-plan", flags | MemfdFlags::NOEXEC_SEAL) {
+        Err(rustix::io::Errno::INVAL) => memfd_create("airlock-exec-plan", flags),
+        r => r,
+    }
+    .map_err(|e| sys("memfd_create", e))?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| crate::SysError {
+        call: "write (an exec plan's memfd)",
+        source: e,
+    })?;
+    rustix::fs::fcntl_add_seals(&file, plan_seals()).map_err(|e| sys("fcntl(F_ADD_SEALS)", e))?;
+    Ok(file.into())
+}
+
+/// The contents of a memfd from [`sealed_memfd`], `len` bytes and at most
+/// `max`, after checking its seals and size (init's side of
+/// [`Request::ExecLarge`]).
+pub(crate) fn read_sealed(
+    fd: &std::os::fd::OwnedFd,
+    len: u64,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| format!("fcntl(F_GET_SEALS): {e}"))?;
+    if !seals.contains(plan_seals()) {
+        return Err(format!("the exec plan's memfd is not sealed ({seals:?})"));
+    }
+    let size = rustix::fs::fstat(fd)
+        .map_err(|e| format!("fstat of the exec plan's memfd: {e}"))?
+        .st_size;
+    if u64::try_from(size).ok() != Some(len) {
+        return Err(format!(
+            "the exec plan's memfd holds {size} bytes, {len} announced"
+        ));
+    }
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= max)
+        .ok_or_else(|| format!("the exec plan is {len} bytes, more than {max}"))?;
+    let mut buf = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        match rustix::io::pread(fd, &mut buf[at..], at as u64) {
+            Ok(0) => {
+                return Err(format!(
+                    "the exec plan's memfd ended at {at} of {len} bytes"
+                ))
+            }
+            Ok(n) => at += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(format!("pread of the exec plan's memfd: {e}")),
+        }
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_memfd_reads_back_and_an_unsealed_or_resized_one_is_refused() {
+        let fd = sealed_memfd(b"{\"plan\":1}").unwrap();
+        assert_eq!(read_sealed(&fd, 10, 1 << 20).unwrap(), b"{\"plan\":1}");
+        // The size must be the announced one, and under the cap.
+        assert!(read_sealed(&fd, 9, 1 << 20)
+            .unwrap_err()
+            .contains("announced"));
+        assert!(read_sealed(&fd, 10, 9).unwrap_err().contains("more than 9"));
+        // Nobody can write to it any more, the supervisor included.
+        assert!(rustix::io::pwrite(&fd, b"x", 0).is_err());
+        // An unsealed memfd is refused.
+        let open = rustix::fs::memfd_create(
+            "unsealed",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .unwrap();
+        rustix::io::write(&open, b"{}").unwrap();
+        assert!(read_sealed(&open, 2, 1 << 20)
+            .unwrap_err()
+            .contains("not sealed"));
+    }
 }

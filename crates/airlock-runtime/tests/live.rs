@@ -2,7 +2,9 @@
 //! across execs, per-exec timeouts that kill only their exec's tree (a
 //! daemonized descendant included), background processes, reset, ttl,
 //! the files API against links the sandbox plants, and a payload that
-//! hunts for init's control socket to forge a result. A plain main (no
+//! hunts for init's control socket to forge a result, and argvs past what
+//! one control message carries (through a sealed memfd), past the request
+//! cap and past the kernel's argv limit. A plain main (no
 //! libtest harness): the sandbox's init is a re-execution of this binary.
 
 #[path = "plain_main/mod.rs"]
@@ -410,6 +412,77 @@ fn close_leaves_no_process() {
     assert_eq!(sb.close().unwrap().reason, "closed");
 }
 
+fn printf_args(count: usize, size: usize) -> ExecRequest {
+    let mut cmd = vec!["printf".to_string(), "%s".to_string()];
+    cmd.extend((0..count).map(|i| char::from(b'a' + (i % 26) as u8).to_string().repeat(size)));
+    ExecRequest {
+        cmd,
+        ..ExecRequest::default()
+    }
+}
+
+fn a_large_argv_goes_through_whole() {
+    let sb = sandbox();
+    // 16 arguments of 64 KiB: 1 MiB, far past one control message.
+    let req = printf_args(16, 64 * 1024);
+    let r = sb.exec(&req, &mut |_, _| {}).unwrap();
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    assert_eq!(r.stdout_dropped, 0);
+    let want: String = req.cmd[2..].concat();
+    assert_eq!(r.stdout.len(), want.len());
+    assert!(
+        r.stdout == want.as_bytes(),
+        "the output differs from the argv"
+    );
+    // Over the request cap (8 MiB): the request's error, before init.
+    let req = printf_args(80, 120 * 1024);
+    match sb.exec(&req, &mut |_, _| {}) {
+        Err(e @ RuntimeError::Jail(_)) => {
+            let m = e.to_string();
+            assert!(m.starts_with("cmd: ") && m.contains("8388608 bytes"), "{m}");
+        }
+        other => panic!("an argv over the cap: {other:?}"),
+    }
+    // Under the cap but over the kernel's argv limit (a quarter of the
+    // stack rlimit, at most 6 MiB; about 3 MiB with the usual 8 MiB
+    // stack): the exec fails with E2BIG, and the sandbox goes on.
+    let stack = rustix::process::getrlimit(rustix::process::Resource::Stack)
+        .current
+        .unwrap_or(u64::MAX);
+    let kernel_limit = (stack / 4).min(6 << 20) as usize;
+    let size = 120 * 1024;
+    let count = (kernel_limit + (1 << 20)) / size;
+    assert!(
+        count * size < 8 << 20,
+        "the stack rlimit leaves no room under the cap"
+    );
+    let r = sb.exec(&printf_args(count, size), &mut |_, _| {}).unwrap();
+    assert_eq!(r.exit_code, 126, "{} bytes of argv: {r:?}", count * size);
+    assert_eq!(
+        r.reason,
+        ExitReason::ExecFailed {
+            errno: rustix::io::Errno::TOOBIG.raw_os_error()
+        },
+        "{r:?}"
+    );
+    assert_eq!(out(&run(&sb, "echo still here")), "still here\n");
+    // The plan's memfd never reaches a payload.
+    let mut req = printf_args(4, 100 * 1024);
+    req.cmd.splice(
+        0..2,
+        [
+            "/bin/sh",
+            "-c",
+            "ls -l /proc/self/fd/ | grep -c memfd; true",
+            "sh",
+        ]
+        .map(String::from),
+    );
+    let r = sb.exec(&req, &mut |_, _| {}).unwrap();
+    assert_eq!(out(&r), "0\n", "{r:?}");
+    sb.close().unwrap();
+}
+
 /// Run as root, the tests then run again rootless (as nobody, through
 /// `setpriv`): this binary re-executes itself.
 fn rootless_too() {
@@ -437,7 +510,7 @@ fn rootless_too() {
         "the rootless run failed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("10 passed, 0 failed"), "{text}");
+    assert!(text.contains("11 passed, 0 failed"), "{text}");
 }
 
 fn main() {
@@ -469,6 +542,10 @@ fn main() {
             a_host_workspace_is_shared_with_the_files_api,
         ),
         ("close_leaves_no_process", close_leaves_no_process),
+        (
+            "a_large_argv_goes_through_whole",
+            a_large_argv_goes_through_whole,
+        ),
         ("rootless_too", rootless_too),
     ]);
 }

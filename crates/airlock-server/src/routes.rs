@@ -304,7 +304,8 @@ async fn checkpoint(
 
 // ---- exec and processes -------------------------------------------------
 
-fn exec_request(b: &ExecBody) -> ApiResult<ExecRequest> {
+/// An exec's request; its stdin may be up to `file_limit` bytes.
+fn exec_request(b: &ExecBody, file_limit: usize) -> ApiResult<ExecRequest> {
     let cmd = b.cmd.argv();
     if cmd.is_empty() || cmd[0].is_empty() {
         return Err(ApiError::field("cmd", "empty command"));
@@ -324,6 +325,13 @@ fn exec_request(b: &ExecBody) -> ApiResult<ExecRequest> {
         ),
         (None, None) => None,
     };
+    if let Some(n) = stdin.as_ref().map(Vec::len).filter(|&n| n > file_limit) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("stdin: {n} bytes, over the server's file limit ({file_limit} bytes)"),
+        ));
+    }
     if b.background && b.stream {
         return Err(ApiError::field(
             "stream",
@@ -359,7 +367,7 @@ fn exec_request(b: &ExecBody) -> ApiResult<ExecRequest> {
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/exec", params(("id" = String, Path)), request_body = ExecBody,
     responses((status = 200, body = ExecResponse, description = "the result; with background, a Started; with stream, NDJSON"),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn exec(
     State(st): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -367,7 +375,7 @@ async fn exec(
 ) -> ApiResult<Response> {
     let (sb, _) = st.get(&path(id)?)?;
     let b: ExecBody = parse(body, None)?;
-    let req = exec_request(&b)?;
+    let req = exec_request(&b, st.config.file_limit)?;
     if b.background {
         let p = blocking(move || sb.spawn(&req).map_err(ApiError::from)).await?;
         return Ok(json(Started {
@@ -840,10 +848,27 @@ async fn length_limit(State(limit): State<usize>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
+/// The body limit of an exec: its JSON, with a `stdin_base64` of up to
+/// `file_limit` bytes.
+fn exec_limit(json_limit: usize, file_limit: usize) -> usize {
+    file_limit
+        .div_ceil(3)
+        .saturating_mul(4)
+        .saturating_add(json_limit)
+}
+
 /// The whole API; with `token`, every route needs it.
 pub fn router(state: AppState, token: Option<String>) -> Router {
     let json_limit = state.config.json_limit;
     let file_limit = state.config.file_limit;
+    let exec_limit = exec_limit(json_limit, file_limit);
+    let exec_routes = Router::new()
+        .route("/v1/sandboxes/{id}/exec", post(exec))
+        .layer(DefaultBodyLimit::max(exec_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            exec_limit,
+            length_limit,
+        ));
     let files = Router::new()
         .route(
             "/v1/sandboxes/{id}/files",
@@ -860,7 +885,6 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/v1/sandboxes", post(create).get(list))
         .route("/v1/sandboxes/{id}", get(info).delete(delete))
-        .route("/v1/sandboxes/{id}/exec", post(exec))
         .route("/v1/sandboxes/{id}/audit", get(audit))
         .route("/v1/sandboxes/{id}/reset", post(reset))
         .route("/v1/sandboxes/{id}/checkpoint", post(checkpoint))
@@ -877,6 +901,7 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
             length_limit,
         ))
         .merge(files)
+        .merge(exec_routes)
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .with_state(state);

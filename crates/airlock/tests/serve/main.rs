@@ -2,7 +2,8 @@
 //! (through `setpriv` as nobody, on a socket in a directory it owns):
 //! state across execs over HTTP, per-exec timeouts, background processes
 //! (stdin, output replay, signals, wait), the files API against planted
-//! links, reset and checkpoints, bad input, auth on TCP, capacity, 50 live
+//! links, reset and checkpoints, a 50 MiB stdin and a 1 MiB argv in one
+//! exec, bad input, auth on TCP, capacity, 50 live
 //! sandboxes, 200 create/exec/delete cycles with a host leak check, and
 //! SIGTERM / SIGKILL of the server. The CLI client is tested against it.
 
@@ -784,6 +785,72 @@ fn the_files_api_over_http() {
             "too_large",
             "the cap is 1048576",
         );
+        ok(&c, "DELETE", &format!("/v1/sandboxes/{id}"), None);
+        healthy(&s);
+    }
+}
+
+/// The base64 of `n` bytes of `a`.
+fn base64_of_a(n: usize) -> String {
+    let mut b = "YWFh".repeat(n / 3);
+    b.push_str(["", "YQ==", "YWE="][n % 3]);
+    b
+}
+
+#[test]
+fn a_big_stdin_and_a_big_argv_in_one_exec() {
+    for mode in modes() {
+        let s = Server::start(mode, &[]);
+        let c = s.client();
+        let id = create(&c, json!({"profile": "default"}));
+        // 50 MiB of stdin, as base64 in the JSON body (67 MiB): the exec
+        // route's body limit is --file-limit's base64 plus 1 MiB.
+        let r = exec(
+            &c,
+            &id,
+            json!({"cmd": ["wc", "-c"], "stdin_base64": base64_of_a(50 << 20)}),
+        );
+        assert_eq!(r["stdout"], "52428800\n", "[{mode}] {r}");
+        // A 1 MiB argv (16 arguments of 64 KiB), past the JSON limit of
+        // other routes and past one message to the sandbox's init.
+        let args: Vec<String> = (0..16u8)
+            .map(|i| char::from(b'a' + i).to_string().repeat(64 << 10))
+            .collect();
+        let mut cmd = vec!["printf".to_string(), "%s".to_string()];
+        cmd.extend(args.iter().cloned());
+        let r = exec(&c, &id, json!({"cmd": cmd}));
+        assert_eq!(r["exit_code"], 0, "[{mode}] {:.300}", r.to_string());
+        assert!(
+            r["stdout"].as_str() == Some(args.concat().as_str()),
+            "[{mode}] the output is not the argv"
+        );
+        ok(&c, "DELETE", &format!("/v1/sandboxes/{id}"), None);
+        drop(s);
+        // Over --file-limit: 413 naming stdin (the body itself is under
+        // the route's limit), and the server goes on.
+        let s = Server::start(mode, &["--file-limit", "1M"]);
+        let c = s.client();
+        let id = create(&c, json!({"profile": "default"}));
+        let path = format!("/v1/sandboxes/{id}/exec");
+        let over = json!({"cmd": ["wc", "-c"], "stdin_base64": base64_of_a((1 << 20) + 1)});
+        assert_error(
+            call(&c, "POST", &path, Some(over)),
+            413,
+            "too_large",
+            "stdin",
+        );
+        let under = json!({"cmd": ["wc", "-c"], "stdin_base64": base64_of_a(1 << 20)});
+        assert_eq!(exec(&c, &id, under)["stdout"], "1048576\n");
+        // A body over the route's limit is refused from its Content-Length.
+        let r = raw_http(
+            &s.socket,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{{\"cmd\":",
+                3 << 20
+            ),
+        );
+        assert!(r.starts_with("HTTP/1.1 413"), "{r}");
         ok(&c, "DELETE", &format!("/v1/sandboxes/{id}"), None);
         healthy(&s);
     }
