@@ -33,7 +33,7 @@ def scripted_model():
             ModelOutput.for_tool_call(
                 MODEL,
                 "bash",
-                {"cmd": "cat setup.txt notes.txt; echo agent-was-here >> notes.txt; id -un"},
+                {"command": "cat setup.txt notes.txt; echo agent-was-here >> notes.txt; id -un"},
             ),
             ModelOutput.for_tool_call(
                 MODEL,

@@ -125,7 +125,10 @@ pub(crate) fn main() -> ! {
     if let Err(e) = sys::unshare_time_from_zero() {
         fail(e.to_string());
     }
-    if let Err(e) = crate::mounts::build_root(spec, cfg.workspace.as_ref(), cfg.tty.is_some()) {
+    // A live sandbox gets the private devpts too: programs inside open
+    // ptys of their own (Inspect's bash_session, `script`, expect, pty).
+    let ptys = cfg.tty.is_some() || cfg.live;
+    if let Err(e) = crate::mounts::build_root(spec, cfg.workspace.as_ref(), ptys) {
         fail(format!("building the sandbox filesystem: {e}"));
     }
     if let Err(e) = plant(spec) {

@@ -185,8 +185,9 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 const DEVPTS_MAX: u32 = 16;
 
 /// Build the whole root. On return the process's root is the sandbox root,
-/// the host root is detached, and the cwd is `/`. With `tty`, /dev also
-/// holds a private devpts instance (`/dev/pts`, `/dev/ptmx`) and `/dev/tty`.
+/// the host root is detached, and the cwd is `/`. With `tty` (the payload's
+/// terminal, or a live sandbox), /dev also holds a private devpts instance
+/// (`/dev/pts`, `/dev/ptmx`) and `/dev/tty`.
 pub(crate) fn build_root(
     spec: &JailSpec,
     attach: Option<&crate::workspace::Attach>,

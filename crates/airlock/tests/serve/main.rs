@@ -3,7 +3,7 @@
 //! state across execs over HTTP, per-exec timeouts, background processes
 //! (stdin, output replay, signals, wait), the files API against planted
 //! links, reset and checkpoints, a 50 MiB stdin and a 1 MiB argv in one
-//! exec, bad input, auth on TCP, capacity, 50 live
+//! exec, ptys of the sandbox's own (TIOCSTI still denied), bad input, auth on TCP, capacity, 50 live
 //! sandboxes, 200 create/exec/delete cycles with a host leak check, and
 //! SIGTERM / SIGKILL of the server. The CLI client is tested against it.
 
@@ -851,6 +851,63 @@ fn a_big_stdin_and_a_big_argv_in_one_exec() {
             ),
         );
         assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+        ok(&c, "DELETE", &format!("/v1/sandboxes/{id}"), None);
+        healthy(&s);
+    }
+}
+
+/// Programs in a live sandbox open ptys of their own (Inspect's
+/// `bash_session`, `script`, Python's `pty`) in the sandbox's private
+/// devpts instance, which holds none of the host's; pushing input into one
+/// with TIOCSTI stays denied.
+const PTY_PROBE: &str = r#"
+import errno, fcntl, json, os, select, termios
+before = sorted(os.listdir('/dev/pts'))
+m, s = os.openpty()
+name = os.ttyname(s)
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    fcntl.ioctl(s, termios.TIOCSCTTY, 0)
+    os.dup2(s, 0); os.dup2(s, 1)
+    os.execv('/bin/sh', ['sh', '-c', 'read x; echo got-$x'])
+os.write(m, b'hello\n')
+out = b''
+while b'got-hello' not in out:
+    r, _, _ = select.select([m], [], [], 10)
+    if not r:
+        break
+    try:
+        out += os.read(m, 4096)
+    except OSError:
+        break
+os.waitpid(pid, 0)
+try:
+    fcntl.ioctl(s, termios.TIOCSTI, b'x')
+    sti = 'allowed'
+except OSError as e:
+    sti = errno.errorcode[e.errno]
+print(json.dumps({'before': before, 'name': name, 'out': out.decode(), 'sti': sti}))
+"#;
+
+#[test]
+fn a_live_sandbox_has_ptys_of_its_own_and_tiocsti_stays_denied() {
+    for mode in modes() {
+        let s = Server::start(mode, &[]);
+        let c = s.client();
+        let id = create(&c, json!({"profile": light()}));
+        let r = exec(&c, &id, json!({"cmd": ["python3", "-c", PTY_PROBE]}));
+        assert_eq!(r["exit_code"], 0, "[{mode}] {r}");
+        let v: Value = serde_json::from_str(r["stdout"].as_str().unwrap().trim())
+            .unwrap_or_else(|e| panic!("[{mode}] bad probe answer ({e}): {r}"));
+        // A fresh instance: nothing in it before the probe's own pty.
+        assert_eq!(v["before"], json!(["ptmx"]), "[{mode}] {v}");
+        assert_eq!(v["name"], "/dev/pts/0", "[{mode}] {v}");
+        assert!(
+            v["out"].as_str().unwrap().contains("got-hello"),
+            "[{mode}] the shell on the pty did not answer: {v}"
+        );
+        assert_eq!(v["sti"], "EPERM", "[{mode}] TIOCSTI was not denied: {v}");
         ok(&c, "DELETE", &format!("/v1/sandboxes/{id}"), None);
         healthy(&s);
     }
