@@ -4,6 +4,10 @@ a check that it leaves no sandbox behind) at the end.
 
 The binary is ``$AIRLOCK_BIN``, else ``target/release/airlock`` or
 ``target/debug/airlock`` of this repository, else ``airlock`` on PATH.
+
+With ``AIRLOCK_TEST_SERVER_UID=65534`` (and the tests run as root) the
+server runs rootless, through ``setpriv`` as that uid, in a directory it
+owns; the binary must then be one that uid can execute.
 """
 
 from __future__ import annotations
@@ -44,8 +48,23 @@ class Server:
         self.audit_dir.mkdir()
         self.log = open(tmp / "serve.log", "wb")
         self.bin = airlock_bin()
+        prefix: list[str] = []
+        uid = os.environ.get("AIRLOCK_TEST_SERVER_UID")
+        if uid and os.geteuid() == 0:
+            for p in (tmp, self.audit_dir):
+                os.chown(p, int(uid), int(uid))
+            os.chmod(tmp, 0o700)
+            prefix = [
+                "setpriv",
+                f"--reuid={uid}",
+                f"--regid={uid}",
+                "--clear-groups",
+                "env",
+                f"HOME={tmp}",
+            ]
         self.proc = subprocess.Popen(
-            [
+            prefix
+            + [
                 self.bin,
                 "serve",
                 "--socket",
@@ -57,6 +76,7 @@ class Server:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"},
         )
         self.url = f"unix://{self.socket}"
         deadline = time.monotonic() + 30
