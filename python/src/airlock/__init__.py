@@ -14,26 +14,8 @@ default unix socket. :class:`AsyncSandbox` is the same with ``await``.
 from ._async import AsyncCommandHandle, AsyncSandbox
 from ._core import default_socket
 from ._sync import CommandHandle, Sandbox
-from .errors import (
-    AuthError,
-    CapacityExceeded,
-    CommandNotStarted,
-    CommandTimeout,
-    Conflict,
-    FileNotFound,
-    InvalidProfile,
-    InvalidRequest,
-    IsADirectory,
-    NoSpace,
-    NotADirectory,
-    PathForbidden,
-    SandboxClosed,
-    SandboxError,
-    SandboxNotFound,
-    ServerError,
-    ServerUnavailable,
-    TooLarge,
-)
+from . import errors
+from .errors import *  # noqa: F403 (every error, listed in errors.__all__)
 from .models import CommandResult, EntryInfo, ProcessOutput, SandboxInfo
 
 __version__ = "0.1.0"
@@ -48,22 +30,5 @@ __all__ = [
     "ProcessOutput",
     "SandboxInfo",
     "default_socket",
-    "SandboxError",
-    "SandboxNotFound",
-    "SandboxClosed",
-    "CommandTimeout",
-    "CommandNotStarted",
-    "CapacityExceeded",
-    "AuthError",
-    "ServerUnavailable",
-    "ServerError",
-    "InvalidRequest",
-    "InvalidProfile",
-    "FileNotFound",
-    "PathForbidden",
-    "IsADirectory",
-    "NotADirectory",
-    "TooLarge",
-    "Conflict",
-    "NoSpace",
+    *errors.__all__,
 ]

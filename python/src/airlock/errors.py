@@ -112,41 +112,41 @@ class InvalidProfile(InvalidRequest):
     """An unknown profile name, or a profile that does not validate."""
 
 
-class FileNotFound(SandboxError, FileNotFoundError):
-    """No such file or directory in the sandbox, or no such process."""
+
+class _OSErrorLike(SandboxError):
+    """Sets the ``errno``/``strerror`` of the built-in ``OSError`` base."""
+
+    errno_code = 0
 
     def __init__(self, message: str, **kw: Any) -> None:
         SandboxError.__init__(self, message, **kw)
-        self.errno = _errno.ENOENT
+        self.errno = self.errno_code
         self.strerror = message
 
 
-class PathForbidden(SandboxError, PermissionError):
+class FileNotFound(_OSErrorLike, FileNotFoundError):
+    """No such file or directory in the sandbox, or no such process."""
+
+    errno_code = _errno.ENOENT
+
+
+class PathForbidden(_OSErrorLike, PermissionError):
     """The path is outside the writable places, crosses a link or mount, or
     the sandbox's user may not read or write it (``reason`` says which)."""
 
-    def __init__(self, message: str, **kw: Any) -> None:
-        SandboxError.__init__(self, message, **kw)
-        self.errno = _errno.EACCES
-        self.strerror = message
+    errno_code = _errno.EACCES
 
 
-class IsADirectory(SandboxError, IsADirectoryError):
+class IsADirectory(_OSErrorLike, IsADirectoryError):
     """A directory where a file was needed."""
 
-    def __init__(self, message: str, **kw: Any) -> None:
-        SandboxError.__init__(self, message, **kw)
-        self.errno = _errno.EISDIR
-        self.strerror = message
+    errno_code = _errno.EISDIR
 
 
-class NotADirectory(SandboxError, NotADirectoryError):
+class NotADirectory(_OSErrorLike, NotADirectoryError):
     """A file where a directory was needed."""
 
-    def __init__(self, message: str, **kw: Any) -> None:
-        SandboxError.__init__(self, message, **kw)
-        self.errno = _errno.ENOTDIR
-        self.strerror = message
+    errno_code = _errno.ENOTDIR
 
 
 class TooLarge(SandboxError):
