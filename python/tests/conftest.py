@@ -49,6 +49,14 @@ class Server:
         self.log = open(tmp / "serve.log", "wb")
         self.bin = airlock_bin()
         prefix: list[str] = []
+        # The public half of the key the server signs its audit logs with
+        # (airlock's default key of the server's user).
+        if os.geteuid() == 0:
+            self.audit_key = Path("/var/lib/airlock/audit.key.pub")
+        else:
+            state = os.environ.get("XDG_STATE_HOME", "")
+            state_dir = Path(state) if state.startswith("/") else Path.home() / ".local/state"
+            self.audit_key = state_dir / "airlock/audit.key.pub"
         uid = os.environ.get("AIRLOCK_TEST_SERVER_UID")
         if uid and os.geteuid() == 0:
             for p in (tmp, self.audit_dir):
@@ -60,8 +68,11 @@ class Server:
                 f"--regid={uid}",
                 "--clear-groups",
                 "env",
+                "-u",
+                "XDG_STATE_HOME",
                 f"HOME={tmp}",
             ]
+            self.audit_key = tmp / ".local/state/airlock/audit.key.pub"
         self.proc = subprocess.Popen(
             prefix
             + [

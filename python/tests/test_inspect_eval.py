@@ -80,11 +80,11 @@ def test_inspect_eval_runs_in_airlock(server, tmp_path: Path) -> None:
     reads = [e["data"]["path"] for e in ev if e["kind"] == "file.read"]
     assert "/workspace/setup.txt" in reads and "/workspace/answer.txt" in reads, reads
     assert ev[-1]["kind"] == "sandbox.ended", ev[-1]
-    # The server signs with its user's key (HOME is the server's directory
-    # when it runs rootless).
-    venv = dict(os.environ, HOME=str(server.dir)) if os.environ.get("AIRLOCK_TEST_SERVER_UID") else None
+    # Signed with the server's own key.
     verify = subprocess.run(
-        [server.bin, "audit", "verify", str(audit)], capture_output=True, text=True, env=venv
+        [server.bin, "audit", "verify", "--key", str(server.audit_key), str(audit)],
+        capture_output=True,
+        text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

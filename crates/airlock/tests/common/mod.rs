@@ -539,3 +539,81 @@ pub fn on_terminal(sb: &Sandbox, shell: &str, input: &[u8]) -> TermRun {
         output: String::from_utf8_lossy(&out).replace('\r', ""),
     }
 }
+
+/// `what` failed: its status, stdout and stderr, for an assertion message.
+pub fn describe_output(what: &str, o: &Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The Python of a venv with the pinned `requirements` installed from the
+/// package index: `<CARGO_TARGET_TMPDIR>/<tag>-venv-<hash of the pins>`,
+/// made once (one maker at a time, across test processes) and reused while
+/// the pins stay the same. A pip that cannot install them fails the test,
+/// naming `what`; it never skips.
+pub fn pinned_venv(tag: &str, requirements: &str, what: &str) -> PathBuf {
+    // FNV-1a of the pins, so a changed pin makes a fresh venv.
+    let hash = requirements
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(base).unwrap();
+    let lock = fs::File::create(base.join(format!("{tag}-venv.lock"))).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let dir = base.join(format!("{tag}-venv-{hash:016x}"));
+    let py = dir.join("bin/python");
+    let stamp = dir.join(".airlock-installed");
+    if stamp.is_file() && py.is_file() {
+        return py;
+    }
+    let _ = fs::remove_dir_all(&dir);
+    let o = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .output()
+        .expect("run python3 -m venv (is python3 installed?)");
+    assert!(
+        o.status.success(),
+        "{}",
+        describe_output(
+            "python3 -m venv failed (Debian: apt-get install python3-venv)",
+            &o
+        )
+    );
+    let req = dir.join("requirements.txt");
+    fs::write(&req, requirements).unwrap();
+    let t = std::time::Instant::now();
+    let o = Command::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            "-r",
+        ])
+        .arg(&req)
+        .output()
+        .expect("run pip");
+    assert!(
+        o.status.success(),
+        "{}",
+        describe_output(
+            &format!("pip could not install {what} from PyPI: is the package index reachable?"),
+            &o
+        )
+    );
+    eprintln!(
+        "made {} in {:.1}s",
+        dir.display(),
+        t.elapsed().as_secs_f64()
+    );
+    fs::write(&stamp, requirements).unwrap();
+    py
+}

@@ -27,22 +27,11 @@ const REQUIREMENTS: &str = include_str!("requirements.txt");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
 
 fn describe(what: &str, o: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    describe_output(what, o)
 }
 
-/// FNV-1a of the requirements, so a changed pin makes a fresh venv.
-fn pin_hash() -> u64 {
-    REQUIREMENTS.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The Python of a venv that has the pinned `mcp`.
+/// The Python of a venv that has the pinned `mcp`: `AIRLOCK_TEST_VENV`, else
+/// one made under the build's tmp directory.
 fn venv_python() -> PathBuf {
     static ONCE: OnceLock<PathBuf> = OnceLock::new();
     ONCE.get_or_init(|| {
@@ -62,48 +51,11 @@ fn venv_python() -> PathBuf {
             );
             return py;
         }
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        fs::create_dir_all(base).unwrap();
-        // One maker at a time, across test processes too.
-        let lock = fs::File::create(base.join("mcp-venv.lock")).unwrap();
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        let dir = base.join(format!("mcp-venv-{:016x}", pin_hash()));
-        let py = dir.join("bin/python");
-        let stamp = dir.join(".airlock-installed");
-        if stamp.is_file() && py.is_file() {
-            return py;
-        }
-        let _ = fs::remove_dir_all(&dir);
-        let o = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .output()
-            .expect("run python3 -m venv (is python3 installed?)");
-        assert!(
-            o.status.success(),
-            "{}",
-            describe("python3 -m venv failed (Debian: apt-get install python3-venv)", &o)
-        );
-        let req = dir.join("requirements.txt");
-        fs::write(&req, REQUIREMENTS).unwrap();
-        let t = Instant::now();
-        let o = Command::new(&py)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "-q", "-r"])
-            .arg(&req)
-            .output()
-            .expect("run pip");
-        assert!(
-            o.status.success(),
-            "{}",
-            describe(
-                "pip could not install the pinned MCP client (mcp, from PyPI): is the package \
-                 index reachable? Or set AIRLOCK_TEST_VENV to a venv that has it",
-                &o
-            )
-        );
-        eprintln!("made {} in {:.1}s", dir.display(), t.elapsed().as_secs_f64());
-        fs::write(&stamp, REQUIREMENTS).unwrap();
-        py
+        pinned_venv(
+            "mcp",
+            REQUIREMENTS,
+            "the pinned MCP client (mcp); or set AIRLOCK_TEST_VENV to a venv that has it",
+        )
     })
     .clone()
 }
