@@ -800,3 +800,46 @@ fn bench_verify_only() {
         );
     }
 }
+
+#[test]
+fn flush_puts_every_appended_event_in_the_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.jsonl");
+    let w = Arc::new(AuditWriter::create(&path, SBX, key()).unwrap());
+    // Nothing to write: returns at once.
+    w.flush().unwrap();
+    assert_eq!(lines(&path).len(), 0);
+    for round in 1..=50_u64 {
+        let (k, d) = sample(round);
+        w.append(k, d).unwrap();
+        // Without flush the line would wait for the writer's batch timer.
+        w.flush().unwrap();
+        let got = lines(&path);
+        assert_eq!(got.len() as u64, round, "after flush {round}");
+        assert!(got
+            .last()
+            .unwrap()
+            .starts_with(&format!("{{\"seq\":{round},")));
+    }
+    // Many threads appending and flushing: each sees its own event.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let w = Arc::clone(&w);
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let seq = w.append(kinds::LIMIT_HIT, json!({"t": t, "i": i})).unwrap();
+                    w.flush().unwrap();
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(text.contains(&format!("{{\"seq\":{seq},")), "seq {seq}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let w = Arc::into_inner(w).unwrap();
+    assert_eq!(w.close().unwrap().events, 250);
+    verify(&path, Some(&key().verifying_key())).unwrap();
+}

@@ -155,6 +155,10 @@ struct State {
     writer_idle: bool,
     /// Threads sleeping on `room`.
     room_waiters: usize,
+    /// Every event with a seq below this is in the file.
+    written_below: u64,
+    /// Threads in `flush`: the writer does not wait for a batch to fill.
+    flush_waiters: usize,
 }
 
 #[derive(Debug)]
@@ -166,8 +170,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when pending has data or closing is set.
     work: Condvar,
-    /// Signalled when pending was emptied, a failure was recorded or the
-    /// thread ended.
+    /// Signalled when pending was emptied, a batch was written, a failure
+    /// was recorded or the thread ended.
     room: Condvar,
 }
 
@@ -278,6 +282,8 @@ impl AuditWriter {
                 pending_since: None,
                 writer_idle: false,
                 room_waiters: 0,
+                written_below: 1,
+                flush_waiters: 0,
             }),
             opts,
             work: Condvar::new(),
@@ -411,6 +417,42 @@ impl AuditWriter {
         Ok(seq)
     }
 
+    /// Waits until every event appended before this call is in the file
+    /// (written, not synced), so that a reader of the file sees them. At
+    /// most [`WriterOptions::stall_deadline`]; fails if the log broke.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        let sh = &*self.shared;
+        let started = Instant::now();
+        let deadline = started + sh.opts.stall_deadline;
+        let mut st = sh.lock();
+        let target = st.next_seq;
+        loop {
+            if let Some(f) = &st.failure {
+                return Err(sh.error(f));
+            }
+            if st.written_below >= target {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if st.thread_done || now >= deadline {
+                return Err(sh.error(&Failure::Stalled(now - started)));
+            }
+            if st.writer_idle {
+                st.writer_idle = false;
+                sh.work.notify_one();
+            }
+            st.flush_waiters += 1;
+            st.room_waiters += 1;
+            st = sh
+                .room
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.room_waiters -= 1;
+            st.flush_waiters -= 1;
+        }
+    }
+
     /// Writes out every pending event, then the signed head; syncs the
     /// file and its directory. Fails, without a head, if the log broke.
     pub fn close(mut self) -> Result<HeadSummary, AuditError> {
@@ -513,7 +555,10 @@ fn write_loop(sh: &Shared, mut file: File) -> Option<File> {
     let result = loop {
         let mut st = sh.lock();
         loop {
-            if st.closing || st.pending.len() >= FLUSH_BYTES.min(sh.opts.queue_bytes) {
+            if st.closing
+                || st.pending.len() >= FLUSH_BYTES.min(sh.opts.queue_bytes)
+                || (st.flush_waiters > 0 && !st.pending.is_empty())
+            {
                 break;
             }
             let waited = st.pending_since.map(|t| t.elapsed());
@@ -536,6 +581,7 @@ fn write_loop(sh: &Shared, mut file: File) -> Option<File> {
         }
         std::mem::swap(&mut st.pending, &mut batch);
         st.pending_since = None;
+        let upto = st.next_seq;
         if st.room_waiters > 0 {
             sh.room.notify_all();
         }
@@ -546,6 +592,12 @@ fn write_loop(sh: &Shared, mut file: File) -> Option<File> {
             break None;
         }
         batch.clear();
+        let mut st = sh.lock();
+        st.written_below = upto;
+        if st.flush_waiters > 0 {
+            sh.room.notify_all();
+        }
+        drop(st);
     };
     let mut st = sh.lock();
     st.thread_done = true;

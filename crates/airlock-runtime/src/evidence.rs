@@ -229,6 +229,16 @@ impl Shared {
         }
     }
 
+    /// Waits until every event recorded so far is in the audit file, so a
+    /// reader of the file sees them.
+    pub(crate) fn flush_audit(&self) -> Result<(), String> {
+        let guard = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(w) => w.flush().map_err(|e| format!("writing the audit log: {e}")),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn note_failure(&self, message: String) {
         self.failed.store(true, Ordering::SeqCst);
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());

@@ -761,6 +761,12 @@ impl Sandbox {
         let Some(path) = &self.inner.audit_path else {
             return Ok(Vec::new());
         };
+        // What the calls that have returned recorded, the writer may still
+        // hold in memory: wait for it (at once, not at its batch timer).
+        self.inner
+            .shared
+            .flush_audit()
+            .map_err(RuntimeError::Audit)?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| RuntimeError::Audit(format!("reading {}: {e}", path.display())))?;
         Ok(text

@@ -285,7 +285,7 @@ class AsyncFiles:
     async def exists(self, path: str) -> bool:
         try:
             await self.get_info(path)
-        except errors.FileNotFound:
+        except (errors.FileNotFound, errors.NotADirectory):
             return False
         return True
 

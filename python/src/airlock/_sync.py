@@ -285,7 +285,7 @@ class Files:
     def exists(self, path: str) -> bool:
         try:
             self.get_info(path)
-        except errors.FileNotFound:
+        except (errors.FileNotFound, errors.NotADirectory):
             return False
         return True
 
