@@ -1,5 +1,6 @@
 """``inspect eval`` of the small task in python/examples, with
-``sandbox="airlock"``, Inspect's own ``bash()`` and ``bash_session()`` tools
+``sandbox="airlock"``, Inspect's own ``bash()``, ``bash_session()`` and
+``text_editor()`` tools, ``exec_remote`` in the scorer,
 and the scripted ``mockllm/model``, against the real ``airlock serve``.
 
 It checks that the commands ran in airlock (the sandbox's audit log has
