@@ -426,13 +426,6 @@ def test_timeout_as_string(sb: Sandbox) -> None:
     assert sb.commands.run("true").exit_code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug: CommandTimeout.__init__(message, result) (errors.py:98) "
-    "takes a required positional result that Exception.args does not carry, so "
-    "pickle.loads / copy.copy of a raised CommandTimeout raise TypeError "
-    "(breaks multiprocessing / ProcessPoolExecutor workers that time out)",
-)
 def test_command_timeout_survives_pickle_and_copy(sb: Sandbox) -> None:
     import copy
     import pickle

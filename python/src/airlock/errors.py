@@ -65,6 +65,19 @@ class SandboxError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields, not by calling ``__init__`` again (whose
+        # arguments differ between subclasses): pickle and copy keep the
+        # class, the message and every attribute (``result`` too).
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[SandboxError], args: tuple[Any, ...], state: dict[str, Any]) -> SandboxError:
+    e = cls.__new__(cls)
+    e.args = args
+    e.__dict__.update(state)
+    return e
+
 
 class ServerUnavailable(SandboxError, ConnectionError):
     """``airlock serve`` could not be reached (no socket, refused, reset)."""
