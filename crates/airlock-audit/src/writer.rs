@@ -180,6 +180,27 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Wakes an idle writer thread, then sleeps on `room` (counted in
+    /// `room_waiters`) for at most `timeout`.
+    fn wake_writer_and_wait<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, State> {
+        if st.writer_idle {
+            st.writer_idle = false;
+            self.work.notify_one();
+        }
+        st.room_waiters += 1;
+        let mut st = self
+            .room
+            .wait_timeout(st, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        st.room_waiters -= 1;
+        st
+    }
+
     fn error(&self, f: &Failure) -> AuditError {
         match f {
             Failure::Io(e) => AuditError::Write {
@@ -373,17 +394,7 @@ impl AuditWriter {
                 }
                 return Err(err);
             }
-            if st.writer_idle {
-                st.writer_idle = false;
-                sh.work.notify_one();
-            }
-            st.room_waiters += 1;
-            st = sh
-                .room
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            st.room_waiters -= 1;
+            st = sh.wake_writer_and_wait(st, deadline - now);
         }
 
         let seq = st.next_seq;
@@ -437,18 +448,8 @@ impl AuditWriter {
             if st.thread_done || now >= deadline {
                 return Err(sh.error(&Failure::Stalled(now - started)));
             }
-            if st.writer_idle {
-                st.writer_idle = false;
-                sh.work.notify_one();
-            }
             st.flush_waiters += 1;
-            st.room_waiters += 1;
-            st = sh
-                .room
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            st.room_waiters -= 1;
+            st = sh.wake_writer_and_wait(st, deadline - now);
             st.flush_waiters -= 1;
         }
     }

@@ -550,6 +550,17 @@ pub fn describe_output(what: &str, o: &Output) -> String {
     )
 }
 
+/// `py -m pip install -q ARGS`; fails the test with pip's output, after
+/// `what`, when pip fails.
+pub fn pip_install<'a>(py: &Path, args: impl IntoIterator<Item = &'a std::ffi::OsStr>, what: &str) {
+    let o = Command::new(py)
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
+        .args(args)
+        .output()
+        .expect("run pip");
+    assert!(o.status.success(), "{}", describe_output(what, &o));
+}
+
 /// The Python of a venv with the pinned `requirements` installed from the
 /// package index: `<CARGO_TARGET_TMPDIR>/<tag>-venv-<hash of the pins>`,
 /// made once (one maker at a time, across test processes) and reused while
@@ -589,25 +600,10 @@ pub fn pinned_venv(tag: &str, requirements: &str, what: &str) -> PathBuf {
     let req = dir.join("requirements.txt");
     fs::write(&req, requirements).unwrap();
     let t = std::time::Instant::now();
-    let o = Command::new(&py)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "-q",
-            "-r",
-        ])
-        .arg(&req)
-        .output()
-        .expect("run pip");
-    assert!(
-        o.status.success(),
-        "{}",
-        describe_output(
-            &format!("pip could not install {what} from PyPI: is the package index reachable?"),
-            &o
-        )
+    pip_install(
+        &py,
+        ["-r".as_ref(), req.as_os_str()],
+        &format!("pip could not install {what} from PyPI: is the package index reachable?"),
     );
     eprintln!(
         "made {} in {:.1}s",

@@ -17,7 +17,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -25,10 +25,6 @@ use common::*;
 
 const REQUIREMENTS: &str = include_str!("requirements.txt");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
-
-fn describe(what: &str, o: &Output) -> String {
-    describe_output(what, o)
-}
 
 /// The Python of a venv that has the pinned `mcp`: `AIRLOCK_TEST_VENV`, else
 /// one made under the build's tmp directory.
@@ -44,7 +40,7 @@ fn venv_python() -> PathBuf {
             assert!(
                 o.status.success(),
                 "{}",
-                describe(
+                describe_output(
                     "AIRLOCK_TEST_VENV has no `mcp` (pip install -r crates/airlock/tests/mcp/requirements.txt)",
                     &o
                 )
@@ -103,13 +99,13 @@ fn drive(mode: Mode) {
     assert!(
         o.status.success(),
         "[{mode}] {}",
-        describe("the MCP client's checks failed", &o)
+        describe_output("the MCP client's checks failed", &o)
     );
     // The script ends with this line only when every check ran.
     assert!(
         out.contains(&format!("[{mode}] all checks passed")),
         "[{mode}] {}",
-        describe("the MCP client did not finish its checks", &o)
+        describe_output("the MCP client did not finish its checks", &o)
     );
     eprintln!("{out}[{mode}] mcp client: {:.1}s", took.as_secs_f64());
 }

@@ -38,24 +38,15 @@ fn venv_python() -> PathBuf {
         );
         // The venv's own setuptools builds it (no download): the package
         // has no compiled parts.
-        let o = Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "-q",
-                "--no-deps",
-                "--no-build-isolation",
-                "--force-reinstall",
-            ])
-            .arg(python_dir())
-            .output()
-            .expect("run pip");
-        assert!(
-            o.status.success(),
-            "{}",
-            describe_output("pip install ./python failed", &o)
+        pip_install(
+            &py,
+            [
+                "--no-deps".as_ref(),
+                "--no-build-isolation".as_ref(),
+                "--force-reinstall".as_ref(),
+                python_dir().as_os_str(),
+            ],
+            "pip install ./python failed",
         );
         py
     })
